@@ -1,0 +1,144 @@
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import cors from '@fastify/cors'
+import bytes from 'bytes'
+import {
+  ERROR_TABLE,
+  FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN,
+  errorTypeOf,
+  jsonRpcError,
+  type McpErrorType
+} from './errors.js'
+import { resolveOptions, type McpSseOptions, type ResolvedOptions } from './options.js'
+import { validatorCompiler } from './schemas.js'
+import { MemorySessionStore, type McpSessionStore } from './session/store.js'
+import { messagesRoute } from './routes/messages.js'
+import { sseRoute } from './routes/sse.js'
+
+export type { McpSseOptions, McpSseCorsOptions, McpSessionContext, McpServerLike } from './options.js'
+export type { McpSession, McpSessionStore } from './session/store.js'
+export type { McpErrorType, JsonRpcErrorBody } from './errors.js'
+export type { CloseReason } from './transport.js'
+export { SseServerTransport } from './transport.js'
+export { MemorySessionStore } from './session/store.js'
+export { defaults } from './options.js'
+export * as errors from './errors.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The MCP sessions this instance holds (fastify-mcp-sse). */
+    mcpSessions: McpSessionStore
+  }
+}
+
+interface ScopeContext {
+  options: ResolvedOptions
+  store: McpSessionStore
+}
+
+function originCheck (allowed: ReadonlySet<string>): onRequestHookHandler {
+  return function mcpOriginCheck (request, _reply, done) {
+    const origin = request.headers.origin
+    if (origin !== undefined && !allowed.has(origin)) {
+      done(new FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN(origin.slice(0, 200)))
+      return
+    }
+    done()
+  }
+}
+
+function errorMessage (type: McpErrorType, err: FastifyError, options: ResolvedOptions): string {
+  switch (type) {
+    case 'parse_error':
+      return 'Parse error: the body is not valid JSON (or holds a forbidden __proto__ / constructor.prototype key).'
+    case 'message_too_large':
+      return `Message too large: the limit is ${bytes.format(options.maxMessageSize)}.`
+    case 'invalid_request': {
+      const first = err.validation?.[0]
+      if (first === undefined) return `Invalid Request: ${err.message}`
+      return `Invalid Request: ${first.message}${first.instancePath === '' ? '' : ` (at ${first.instancePath})`}`
+    }
+    case 'internal_error':
+      return 'Internal error.'
+    default:
+      return err.message
+  }
+}
+
+/** The encapsulated part: routes, CORS, hooks and error handler never reach the host app. */
+const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store }) {
+  scope.setValidatorCompiler(validatorCompiler)
+
+  scope.setErrorHandler(function mcpErrorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    let type = errorTypeOf(err)
+    let status = ERROR_TABLE[type].status
+    if (type === 'internal_error' && typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      // Some other client error Fastify raised (a malformed request line, say).
+      type = 'invalid_request'
+      status = err.statusCode
+    } else if (type === 'authentication_error' && typeof err.statusCode === 'number') {
+      status = err.statusCode
+    }
+    if (status >= 500) request.log.error({ err }, 'fastify-mcp-sse: request failed')
+
+    const body: unknown = request.body
+    const msg = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : undefined
+    const query = request.query as Record<string, unknown> | undefined
+    const sessionId = typeof query?.sessionId === 'string' ? query.sessionId : undefined
+    reply
+      .code(status)
+      .type('application/json; charset=utf-8')
+      .send(jsonRpcError(type, errorMessage(type, err, options), {
+        id: msg?.id,
+        method: msg?.method,
+        sessionId,
+        connectionActive: sessionId !== undefined && store.get(sessionId)?.transport.isOpen === true
+      }))
+  })
+
+  // One scope per endpoint: @fastify/cors adds an `OPTIONS *` route to the scope it is
+  // registered in, which at the top level would capture (and clash with) the host app's
+  // own preflights. Prefixed by the endpoint, it only serves our paths.
+  async function endpointScope (sub: FastifyInstance, { kind }: { kind: 'sse' | 'messages' }): Promise<void> {
+    if (options.cors !== false) {
+      await sub.register(cors, { ...options.cors, strictPreflight: false })
+      // Preflight answers from the CORS hook; the route lets the exact path match.
+      sub.options('/', { prefixTrailingSlash: 'no-slash' }, (_request, reply) => { reply.code(204).send() })
+    }
+    if (options.allowedOrigins !== undefined) sub.addHook('onRequest', originCheck(options.allowedOrigins))
+    if (kind === 'sse') {
+      sseRoute(sub, { options, store, messagePath: messagePathOf(sub) })
+    } else {
+      messagesRoute(sub, { options, store })
+    }
+  }
+
+  await scope.register(endpointScope, { prefix: options.messageEndpoint, kind: 'messages' })
+  await scope.register(endpointScope, { prefix: options.endpoint, kind: 'sse' })
+
+  // The message path announced in each endpoint event honours every prefix above us.
+  function messagePathOf (sseScope: FastifyInstance): string {
+    return sseScope.prefix.slice(0, sseScope.prefix.length - options.endpoint.length) + options.messageEndpoint
+  }
+}
+
+/**
+ * Serves MCP over HTTP+SSE: `GET {endpoint}` opens a session's event stream,
+ * `POST {messageEndpoint}?sessionId=` carries the client's JSON-RPC messages.
+ */
+async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { prefix?: string }): Promise<void> {
+  const options = resolveOptions(opts)
+  const store = new MemorySessionStore()
+  fastify.decorate('mcpSessions', store)
+  // Open streams never end by themselves: end them before the server waits for its
+  // connections (in onClose, app.close() would hang on them).
+  fastify.addHook('preClose', async function mcpSseClose () {
+    await store.closeAll()
+  })
+  // fastify-plugin ignores `prefix` for the plugin itself; apply it to our routes.
+  await fastify.register(mcpRoutes, { options, store, prefix: opts.prefix })
+}
+
+const plugin = fp(fastifyMcpSse, { fastify: '5.x', name: 'fastify-mcp-sse' })
+export default plugin
+export { plugin as fastifyMcpSse }

@@ -1,0 +1,193 @@
+import bytes from 'bytes'
+import type { FastifyRequest } from 'fastify'
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
+import { FST_ERR_MCP_SSE_INVALID_OPTION } from './errors.js'
+
+/**
+ * What an MCP server needs from the plugin: something it can `connect()` a transport to
+ * and `close()`. The SDK's `McpServer` and low-level `Server` both fit.
+ */
+export interface McpServerLike {
+  connect (transport: Transport): Promise<void>
+  close (): Promise<void>
+}
+
+/** Passed to the `server` factory once per session. */
+export interface McpSessionContext {
+  /** The new session's id (also `transport.sessionId`). */
+  sessionId: string
+  /** The request that opened the SSE stream. */
+  request: FastifyRequest
+}
+
+/** The documented CORS shape (strings, as in the reference SSE transport). */
+export interface McpSseCorsOptions {
+  /** `Access-Control-Allow-Origin`: `*`, one origin, or a comma-separated list. @default "*" */
+  allowOrigin?: string
+  /** `Access-Control-Allow-Methods`. @default "GET, POST, OPTIONS" */
+  allowMethods?: string
+  /** `Access-Control-Allow-Headers`. @default "Content-Type, Authorization, x-api-key" */
+  allowHeaders?: string
+  /** `Access-Control-Expose-Headers`. @default "Content-Type, Authorization, x-api-key" */
+  exposeHeaders?: string
+  /** `Access-Control-Max-Age`, in seconds. @default "86400" */
+  maxAge?: string
+}
+
+export interface McpSseOptions {
+  /**
+   * Factory for the MCP server of one session. An SDK server can be connected only once,
+   * so this is called for every new SSE connection. Required.
+   */
+  server: (context: McpSessionContext) => McpServerLike | Promise<McpServerLike>
+  /** Path of the SSE stream (GET). Relative to the plugin's prefix. @default "/sse" */
+  endpoint?: string
+  /** Path clients POST messages to. Relative to the plugin's prefix. @default "/messages" */
+  messageEndpoint?: string
+  /** Largest accepted POST body: bytes, or a string such as "512kb", "4mb". @default "4mb" */
+  maxMessageSize?: string | number
+  /** Extra headers written on every SSE response. @default {} */
+  headers?: Record<string, string>
+  /** CORS for the plugin's routes only; `false` turns it off. @default the values in {@link McpSseCorsOptions} */
+  cors?: McpSseCorsOptions | false
+  /** Milliseconds between `event: ping` keep-alives on each stream; 0 turns them off. @default 15000 */
+  keepAliveInterval?: number
+  /** Most sessions open at once on this instance; past it, `GET {endpoint}` answers 503. @default 10000 */
+  maxSessions?: number
+  /**
+   * Most bytes that may wait unsent on one stream (a client that stops reading). A stream
+   * already over it when the server has something more to send is closed, and its session
+   * with it. Bytes or a string such as "1mb". @default "4mb"
+   */
+  maxBufferedBytes?: string | number
+  /**
+   * Origins allowed to reach the plugin's routes (DNS-rebinding protection). A request with
+   * an `Origin` header not in the list answers 403; requests without `Origin` (non-browser
+   * clients) pass. @default undefined (every origin)
+   */
+  allowedOrigins?: string[]
+}
+
+export interface ResolvedCors {
+  origin: string | string[]
+  methods: string
+  allowedHeaders: string
+  exposedHeaders: string
+  maxAge: number
+}
+
+export interface ResolvedOptions {
+  server: McpSseOptions['server']
+  endpoint: string
+  messageEndpoint: string
+  maxMessageSize: number
+  headers: Record<string, string>
+  cors: ResolvedCors | false
+  keepAliveInterval: number
+  maxSessions: number
+  maxBufferedBytes: number
+  allowedOrigins: ReadonlySet<string> | undefined
+}
+
+export const defaults = {
+  endpoint: '/sse',
+  messageEndpoint: '/messages',
+  maxMessageSize: '4mb',
+  keepAliveInterval: 15_000,
+  maxSessions: 10_000,
+  maxBufferedBytes: '4mb',
+  cors: {
+    allowOrigin: '*',
+    allowMethods: 'GET, POST, OPTIONS',
+    allowHeaders: 'Content-Type, Authorization, x-api-key',
+    exposeHeaders: 'Content-Type, Authorization, x-api-key',
+    maxAge: '86400'
+  }
+} as const
+
+function fail (option: string, fix: string): never {
+  throw new FST_ERR_MCP_SSE_INVALID_OPTION(option, fix)
+}
+
+function path (option: string, value: unknown): string {
+  if (typeof value !== 'string' || !value.startsWith('/') || value.length < 2 || /[\s?#:*]/.test(value)) {
+    fail(option, 'Use a static path starting with "/", such as "/sse" (no query, parameters or wildcards).')
+  }
+  return value.length > 2 && value.endsWith('/') ? value.slice(0, -1) : value
+}
+
+function size (option: string, value: unknown): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? bytes.parse(value) : NaN
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) {
+    fail(option, 'Use a positive number of bytes or a size string such as "64kb" or "4mb".')
+  }
+  return n
+}
+
+function count (option: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    fail(option, `Use an integer of at least ${min}.`)
+  }
+  return value
+}
+
+function resolveCors (value: unknown): ResolvedCors | false {
+  if (value === false) return false
+  if (typeof value !== 'object' || value === null) fail('cors', 'Use an object with the documented string fields, or false.')
+  const cors: Record<string, unknown> = { ...defaults.cors, ...value }
+  for (const key of Object.keys(cors)) {
+    if (!(key in defaults.cors)) fail(`cors.${key}`, `Known fields are ${Object.keys(defaults.cors).join(', ')}.`)
+    if (typeof cors[key] !== 'string') fail(`cors.${key}`, 'Use a string, as in the documented CORS shape.')
+  }
+  const maxAge = Number(cors.maxAge)
+  if (!Number.isInteger(maxAge) || maxAge < 0) fail('cors.maxAge', 'Use a whole number of seconds, such as "86400".')
+  const origins = (cors.allowOrigin as string).split(',').map(o => o.trim()).filter(o => o !== '')
+  if (origins.length === 0) fail('cors.allowOrigin', 'Use "*", one origin, or a comma-separated list of origins.')
+  return {
+    origin: origins.includes('*') ? '*' : origins.length === 1 ? origins[0] as string : origins,
+    methods: cors.allowMethods as string,
+    allowedHeaders: cors.allowHeaders as string,
+    exposedHeaders: cors.exposeHeaders as string,
+    maxAge
+  }
+}
+
+/** Checks every option once, at register time, and fills in the defaults. */
+export function resolveOptions (opts: Partial<McpSseOptions> | undefined): ResolvedOptions {
+  const o: Partial<McpSseOptions> = opts ?? {}
+  if (typeof o.server !== 'function') {
+    fail('server', 'Pass a factory, e.g. server: ({ sessionId }) => new McpServer({ name, version }); it is called once per session.')
+  }
+  const endpoint = path('endpoint', o.endpoint ?? defaults.endpoint)
+  const messageEndpoint = path('messageEndpoint', o.messageEndpoint ?? defaults.messageEndpoint)
+  if (endpoint === messageEndpoint) fail('messageEndpoint', 'It must differ from endpoint.')
+
+  const headers = o.headers ?? {}
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) fail('headers', 'Use an object of header names to string values.')
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n]/.test(value)) {
+      fail(`headers.${name}`, 'Header names must be tokens and values single-line strings.')
+    }
+  }
+
+  let allowedOrigins: Set<string> | undefined
+  if (o.allowedOrigins !== undefined) {
+    if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every(x => typeof x === 'string' && x !== '')) {
+      fail('allowedOrigins', 'Use an array of origins such as ["https://app.example.com"].')
+    }
+    allowedOrigins = new Set(o.allowedOrigins)
+  }
+
+  return {
+    server: o.server,
+    endpoint,
+    messageEndpoint,
+    maxMessageSize: size('maxMessageSize', o.maxMessageSize ?? defaults.maxMessageSize),
+    headers: { ...headers },
+    cors: resolveCors(o.cors ?? defaults.cors),
+    keepAliveInterval: count('keepAliveInterval', o.keepAliveInterval ?? defaults.keepAliveInterval, 0),
+    maxSessions: count('maxSessions', o.maxSessions ?? defaults.maxSessions, 1),
+    maxBufferedBytes: size('maxBufferedBytes', o.maxBufferedBytes ?? defaults.maxBufferedBytes),
+    allowedOrigins
+  }
+}
