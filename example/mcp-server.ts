@@ -18,17 +18,19 @@ export function buildExampleServer (): McpServer {
     inputSchema: { from: z.number().int().min(1).max(100), intervalMs: z.number().int().min(0).max(10_000).default(200) }
   }, async ({ from, intervalMs }, extra) => {
     const progressToken = extra._meta?.progressToken
-    for (let i = 1; i <= from; i++) {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(resolve, intervalMs)
-        extra.signal.addEventListener('abort', () => { clearTimeout(timer); reject(new Error('cancelled')) }, { once: true })
-      })
+    for (let i = 0; i < from; i++) {
+      // Progress goes out at the start of each step, so the last one is not racing the
+      // result (the SDK client drops progress that arrives with the response).
       if (progressToken !== undefined) {
         await extra.sendNotification({
           method: 'notifications/progress',
           params: { progressToken, progress: i, total: from, message: `${from - i} to go` }
         })
       }
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, intervalMs)
+        extra.signal.addEventListener('abort', () => { clearTimeout(timer); reject(new Error('cancelled')) }, { once: true })
+      })
     }
     return { content: [{ type: 'text', text: `Counted down from ${from}` }] }
   })

@@ -1,0 +1,183 @@
+// Shared test helpers: a real listening app on 127.0.0.1:0, the SDK's own client, and a
+// raw SSE reader for the cases the SDK client hides (headers, pings, slow readers).
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { SSEClientTransport, type SSEClientTransportOptions } from '@modelcontextprotocol/sdk/client/sse.js'
+import mcpSse, { type McpSseOptions } from '../src/index.js'
+import { buildExampleServer } from '../example/mcp-server.js'
+
+export interface TestApp {
+  app: FastifyInstance
+  /** http://127.0.0.1:PORT */
+  base: string
+}
+
+export interface StartOptions {
+  fastify?: FastifyServerOptions
+  prefix?: string
+  /** Runs before the plugin is registered (host-app routes, other plugins). */
+  before?: (app: FastifyInstance) => void | Promise<void>
+}
+
+/** Starts an app with the plugin on a real socket; closes it when the test ends. */
+export async function startApp (
+  t: { teardown: (fn: () => unknown) => void },
+  opts: Partial<McpSseOptions> = {},
+  start: StartOptions = {}
+): Promise<TestApp> {
+  // The SDK client's fetch pool can open a spare connection that never sends a request;
+  // Node counts it as busy until headersTimeout, so tests force-close. The shutdown test
+  // passes its own options to check that streams end without force.
+  const app = Fastify(start.fastify ?? { forceCloseConnections: true })
+  await start.before?.(app)
+  await app.register(mcpSse, { server: () => buildExampleServer(), ...opts, ...(start.prefix !== undefined ? { prefix: start.prefix } : {}) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const { port } = app.server.address() as AddressInfo
+  return { app, base: `http://127.0.0.1:${port}` }
+}
+
+/** Connects the SDK's own `Client` over `SSEClientTransport`. */
+export async function connectClient (
+  t: { teardown: (fn: () => unknown) => void },
+  url: string,
+  transportOpts?: SSEClientTransportOptions
+): Promise<Client> {
+  const client = new Client({ name: 'test-client', version: '1.0.0' })
+  const transport = new SSEClientTransport(new URL(url), transportOpts)
+  await client.connect(transport)
+  t.teardown(() => client.close())
+  return client
+}
+
+export interface SseEvent {
+  event: string
+  data: string
+}
+
+/** A raw SSE stream read with node:http, one parsed event at a time. */
+export class RawStream {
+  readonly res: http.IncomingMessage
+  readonly req: http.ClientRequest
+  #buffer = ''
+  #events: SseEvent[] = []
+  #waiters: Array<() => void> = []
+  ended = false
+
+  private constructor (req: http.ClientRequest, res: http.IncomingMessage) {
+    this.req = req
+    this.res = res
+    res.setEncoding('utf8')
+    res.on('data', (chunk: string) => {
+      this.#buffer += chunk
+      let i
+      while ((i = this.#buffer.indexOf('\n\n')) !== -1) {
+        const raw = this.#buffer.slice(0, i)
+        this.#buffer = this.#buffer.slice(i + 2)
+        const ev: SseEvent = { event: 'message', data: '' }
+        const data: string[] = []
+        for (const line of raw.split('\n')) {
+          if (line.startsWith('event: ')) ev.event = line.slice(7)
+          else if (line.startsWith('data: ')) data.push(line.slice(6))
+        }
+        ev.data = data.join('\n')
+        this.#events.push(ev)
+      }
+      this.#wake()
+    })
+    res.on('close', () => { this.ended = true; this.#wake() })
+  }
+
+  #wake (): void {
+    const w = this.#waiters
+    this.#waiters = []
+    for (const fn of w) fn()
+  }
+
+  static open (url: string, headers: http.OutgoingHttpHeaders = {}): Promise<RawStream> {
+    return new Promise((resolve, reject) => {
+      const req = http.get(url, { headers: { accept: 'text/event-stream', ...headers } }, res => resolve(new RawStream(req, res)))
+      req.on('error', reject)
+    })
+  }
+
+  /** Resolves with the next event (of `name`, if given), skipping others; rejects on timeout or end. */
+  async next (name?: string, timeoutMs = 5000): Promise<SseEvent> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const idx = this.#events.findIndex(e => name === undefined || e.event === name)
+      if (idx !== -1) {
+        const [ev] = this.#events.splice(0, idx + 1).slice(-1)
+        return ev as SseEvent
+      }
+      if (this.ended) throw new Error(`stream ended while waiting for ${name ?? 'an event'}`)
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`timed out waiting for ${name ?? 'an event'}`)
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, left)
+        this.#waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  /** Waits for the server to end the stream. */
+  async waitEnd (timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!this.ended) {
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error('timed out waiting for the stream to end')
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, left)
+        this.#waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  /** The message URL announced by the endpoint event (absolute, against `base`). */
+  async endpoint (base: string): Promise<string> {
+    const ev = await this.next('endpoint')
+    return new URL(ev.data, base).toString()
+  }
+
+  close (): void {
+    this.req.destroy()
+  }
+}
+
+export interface PostResult {
+  status: number
+  headers: Headers
+  body: unknown
+  text: string
+}
+
+/** POSTs a body (object as JSON, or a raw string) and reads the answer. */
+export async function post (url: string, body: unknown, headers: Record<string, string> = {}): Promise<PostResult> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body)
+  })
+  const text = await res.text()
+  let parsed: unknown
+  try { parsed = text === '' ? undefined : JSON.parse(text) } catch { parsed = undefined }
+  return { status: res.status, headers: res.headers, body: parsed, text }
+}
+
+/** Polls until `fn` returns true (for effects that land on the next tick, like cleanup). */
+export async function until (fn: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!fn()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
+export const initialize = (id: number | string = 1) => ({
+  jsonrpc: '2.0' as const,
+  id,
+  method: 'initialize',
+  params: { protocolVersion: '2024-11-05', capabilities: {}, clientInfo: { name: 'raw', version: '1' } }
+})
