@@ -82,6 +82,12 @@ export const FST_ERR_MCP_SSE_HANDLER_ERROR = createError<[string]>(
   500
 )
 
+export const FST_ERR_MCP_SSE_AUTHENTICATION = createError<[string]>(
+  'FST_ERR_MCP_SSE_AUTHENTICATION',
+  '%s',
+  401
+)
+
 const typeByCode: Readonly<Record<string, McpErrorType>> = {
   FST_ERR_MCP_SSE_SESSION_NOT_FOUND: 'session_not_found',
   FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',

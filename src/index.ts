@@ -12,6 +12,8 @@ import {
 import { resolveOptions, type McpSseOptions, type ResolvedOptions } from './options.js'
 import { validatorCompiler } from './schemas.js'
 import { MemorySessionStore, type McpSessionStore } from './session/store.js'
+import { authHook, type AuthFailure } from './auth/hook.js'
+import type { ProtectedResourceMetadata } from './auth/types.js'
 import { messagesRoute } from './routes/messages.js'
 import { sseRoute } from './routes/sse.js'
 
@@ -23,6 +25,7 @@ export { SseServerTransport } from './transport.js'
 export { MemorySessionStore } from './session/store.js'
 export { defaults } from './options.js'
 export * as errors from './errors.js'
+export * from './auth/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -68,6 +71,8 @@ function errorMessage (type: McpErrorType, err: FastifyError, options: ResolvedO
 /** The encapsulated part: routes, CORS, hooks and error handler never reach the host app. */
 const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store }) {
   scope.setValidatorCompiler(validatorCompiler)
+  // Request decorators of an encapsulated scope stay in it: the host's requests never get one.
+  scope.decorateRequest('mcpAuth', null)
 
   scope.setErrorHandler(function mcpErrorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
     let type = errorTypeOf(err)
@@ -76,8 +81,10 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
       // Some other client error Fastify raised (a malformed request line, say).
       type = 'invalid_request'
       status = err.statusCode
-    } else if (type === 'authentication_error' && typeof err.statusCode === 'number') {
-      status = err.statusCode
+    } else if (type === 'authentication_error') {
+      const failure = err as unknown as AuthFailure
+      status = failure.statusCode
+      reply.headers(failure.headers)
     }
     if (status >= 500) request.log.error({ err }, 'fastify-mcp-sse: request failed')
 
@@ -92,7 +99,8 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
         id: msg?.id,
         method: msg?.method,
         sessionId,
-        connectionActive: sessionId !== undefined && store.get(sessionId)?.transport.isOpen === true
+        // A refused hijack must look exactly like an unknown session.
+        connectionActive: type !== 'session_not_found' && sessionId !== undefined && store.get(sessionId)?.transport.isOpen === true
       }))
   })
 
@@ -106,6 +114,10 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
       sub.options('/', { prefixTrailingSlash: 'no-slash' }, (_request, reply) => { reply.code(204).send() })
     }
     if (options.allowedOrigins !== undefined) sub.addHook('onRequest', originCheck(options.allowedOrigins))
+    const auth = options.auth
+    if (auth !== undefined && (kind === 'sse' ? auth.sse : auth.messages)) {
+      sub.addHook('onRequest', authHook(auth.provider))
+    }
     if (kind === 'sse') {
       sseRoute(sub, { options, store, messagePath: messagePathOf(sub) })
     } else {
@@ -137,6 +149,25 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
   })
   // fastify-plugin ignores `prefix` for the plugin itself; apply it to our routes.
   await fastify.register(mcpRoutes, { options, store, prefix: opts.prefix })
+  const metadata = options.auth?.provider.protectedResourceMetadata?.()
+  if (metadata !== undefined) await fastify.register(resourceMetadataRoutes, { metadata })
+}
+
+/**
+ * RFC 9728 documents live at well-known paths on the host, whatever prefix the MCP
+ * routes have. Public, cacheable, readable from any origin.
+ */
+async function resourceMetadataRoutes (scope: FastifyInstance, { metadata }: { metadata: ProtectedResourceMetadata }): Promise<void> {
+  const body = JSON.stringify(metadata.document)
+  for (const path of metadata.paths) {
+    scope.get(path, (_request, reply) => {
+      reply
+        .header('access-control-allow-origin', '*')
+        .header('cache-control', 'public, max-age=3600')
+        .type('application/json; charset=utf-8')
+        .send(body)
+    })
+  }
 }
 
 const plugin = fp(fastifyMcpSse, { fastify: '5.x', name: 'fastify-mcp-sse' })

@@ -2,6 +2,7 @@ import bytes from 'bytes'
 import type { FastifyRequest } from 'fastify'
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { FST_ERR_MCP_SSE_INVALID_OPTION } from './errors.js'
+import type { AuthProvider, AuthResult, McpAuthOptions } from './auth/types.js'
 
 /**
  * What an MCP server needs from the plugin: something it can `connect()` a transport to
@@ -18,6 +19,8 @@ export interface McpSessionContext {
   sessionId: string
   /** The request that opened the SSE stream. */
   request: FastifyRequest
+  /** Who opened it, when `auth.endpoints.sse` is on; undefined otherwise. */
+  auth: AuthResult | undefined
 }
 
 /** The documented CORS shape (strings, as in the reference SSE transport). */
@@ -66,6 +69,18 @@ export interface McpSseOptions {
    * clients) pass. @default undefined (every origin)
    */
   allowedOrigins?: string[]
+  /**
+   * Authentication: a provider and which routes need it. Sessions are bound to the
+   * principal that opened them (or, when only messages are authenticated, to the first
+   * one that posts). @default undefined (no authentication)
+   */
+  auth?: McpAuthOptions
+}
+
+export interface ResolvedAuth {
+  provider: AuthProvider
+  sse: boolean
+  messages: boolean
 }
 
 export interface ResolvedCors {
@@ -87,6 +102,7 @@ export interface ResolvedOptions {
   maxSessions: number
   maxBufferedBytes: number
   allowedOrigins: ReadonlySet<string> | undefined
+  auth: ResolvedAuth | undefined
 }
 
 export const defaults = {
@@ -178,6 +194,18 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     allowedOrigins = new Set(o.allowedOrigins)
   }
 
+  let auth: ResolvedAuth | undefined
+  if (o.auth !== undefined) {
+    if (typeof o.auth !== 'object' || o.auth === null || typeof o.auth.provider?.authenticate !== 'function') {
+      fail('auth.provider', 'Pass an AuthProvider (an object with authenticate(request)), e.g. new ApiKeyAuthProvider({ keys }).')
+    }
+    const endpoints = o.auth.endpoints ?? {}
+    for (const key of ['sse', 'messages'] as const) {
+      if (endpoints[key] !== undefined && typeof endpoints[key] !== 'boolean') fail(`auth.endpoints.${key}`, 'Use true or false.')
+    }
+    auth = { provider: o.auth.provider, sse: endpoints.sse ?? true, messages: endpoints.messages ?? true }
+  }
+
   return {
     server: o.server,
     endpoint,
@@ -188,6 +216,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     keepAliveInterval: count('keepAliveInterval', o.keepAliveInterval ?? defaults.keepAliveInterval, 0),
     maxSessions: count('maxSessions', o.maxSessions ?? defaults.maxSessions, 1),
     maxBufferedBytes: size('maxBufferedBytes', o.maxBufferedBytes ?? defaults.maxBufferedBytes),
-    allowedOrigins
+    allowedOrigins,
+    auth
   }
 }

@@ -7,7 +7,9 @@ import {
   FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE
 } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
+import { toAuthInfo } from '../auth/hook.js'
 import { MessageBody } from '../schemas.js'
+import type { SseSession } from '../session/session.js'
 import type { McpSessionStore } from '../session/store.js'
 
 export interface MessagesRouteContext {
@@ -47,11 +49,25 @@ export function messagesRoute (scope: FastifyInstance, ctx: MessagesRouteContext
     onRequest: requireJson
   }, function postMessage (request, reply): void {
     const sessionId = (request.query as { sessionId?: unknown }).sessionId
-    const session = typeof sessionId === 'string' ? store.get(sessionId) : undefined
+    const session = (typeof sessionId === 'string' ? store.get(sessionId) : undefined) as SseSession | undefined
     if (session === undefined || !session.transport.isOpen) {
       throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
     }
-    const extra: MessageExtraInfo = { requestInfo: { headers: request.headers } }
+    const auth = request.mcpAuth
+    let authInfo = session.authInfo
+    if (auth !== null) {
+      if (session.principal === undefined) {
+        session.bind(auth)
+      } else if (session.principal !== auth.principal) {
+        // Answered exactly like an unknown session: a stranger learns nothing.
+        request.log.warn({ sessionId, principal: auth.principal }, 'fastify-mcp-sse: refused a message from a principal that does not own the session')
+        throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
+      }
+      authInfo = toAuthInfo(auth)
+    }
+    const extra: MessageExtraInfo = authInfo === undefined
+      ? { requestInfo: { headers: request.headers } }
+      : { requestInfo: { headers: request.headers }, authInfo }
     const body = request.body as JSONRPCMessage | JSONRPCMessage[]
     const transport = session.transport
     try {

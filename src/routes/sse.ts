@@ -41,7 +41,7 @@ export function sseRoute (scope: FastifyInstance, ctx: SseRouteContext): void {
     let server: McpServerLike
     pending++
     try {
-      server = await options.server({ sessionId, request })
+      server = await options.server({ sessionId, request, auth: request.mcpAuth ?? undefined })
     } catch (err) {
       request.log.error({ err, sessionId }, 'fastify-mcp-sse: the server factory threw')
       throw new FST_ERR_MCP_SSE_HANDLER_ERROR('the MCP server factory failed')
@@ -80,7 +80,7 @@ export function sseRoute (scope: FastifyInstance, ctx: SseRouteContext): void {
         void session.releaseServer(err => log.error({ err, sessionId }, 'fastify-mcp-sse: the MCP server failed to close'))
       }
     })
-    const session = new SseSession(transport, server, request.ip)
+    const session = new SseSession(transport, server, request.ip, request.mcpAuth ?? undefined)
     store.add(session)
     try {
       // connect() calls transport.start(), which writes the headers and the endpoint event.

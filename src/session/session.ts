@@ -1,3 +1,6 @@
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
+import { toAuthInfo } from '../auth/hook.js'
+import type { AuthResult } from '../auth/types.js'
 import type { McpServerLike } from '../options.js'
 import type { CloseReason, SseServerTransport } from '../transport.js'
 import type { McpSession } from './store.js'
@@ -9,13 +12,24 @@ export class SseSession implements McpSession {
   readonly transport: SseServerTransport
   readonly server: McpServerLike
   readonly remoteAddress: string | undefined
+  principal: string | undefined
+  /** `extra.authInfo` for messages that carry no credentials of their own. */
+  authInfo: AuthInfo | undefined
   #serverClosed: Promise<void> | undefined
 
-  constructor (transport: SseServerTransport, server: McpServerLike, remoteAddress: string | undefined) {
+  constructor (transport: SseServerTransport, server: McpServerLike, remoteAddress: string | undefined, auth: AuthResult | undefined) {
     this.id = transport.sessionId
     this.transport = transport
     this.server = server
     this.remoteAddress = remoteAddress
+    this.principal = auth?.principal
+    this.authInfo = auth === undefined ? undefined : toAuthInfo(auth)
+  }
+
+  /** Binds a session opened without credentials to the first principal that posts to it. */
+  bind (auth: AuthResult): void {
+    this.principal = auth.principal
+    this.authInfo = toAuthInfo(auth)
   }
 
   close (reason: CloseReason = 'closed_by_store'): Promise<void> {

@@ -11,6 +11,11 @@ export interface McpSession {
   readonly transport: SseServerTransport
   /** The MCP server the `server` factory made for this session. */
   readonly server: McpServerLike
+  /**
+   * Who the session belongs to: the principal that opened it, or (when only messages are
+   * authenticated) the first that posted to it. Undefined without auth.
+   */
+  readonly principal: string | undefined
   /** Address of the client that opened the stream. */
   readonly remoteAddress: string | undefined
   /** Ends the stream and closes the MCP server; resolves once the server has closed. */
