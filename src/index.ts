@@ -1,6 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import cors from '@fastify/cors'
 import bytes from 'bytes'
 import {
   ERROR_TABLE,
@@ -10,7 +9,9 @@ import {
   type McpErrorType
 } from './errors.js'
 import { resolveOptions, type McpSseOptions, type ResolvedOptions } from './options.js'
+import { corsHook } from './cors.js'
 import { validatorCompiler } from './schemas.js'
+import type { RouteContext } from './routes/context.js'
 import { MemorySessionStore, type McpSessionStore } from './session/store.js'
 import { authHook, type AuthFailure } from './auth/hook.js'
 import type { ProtectedResourceMetadata } from './auth/types.js'
@@ -104,33 +105,27 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
       }))
   })
 
-  // One scope per endpoint: @fastify/cors adds an `OPTIONS *` route to the scope it is
-  // registered in, which at the top level would capture (and clash with) the host app's
-  // own preflights. Prefixed by the endpoint, it only serves our paths.
-  async function endpointScope (sub: FastifyInstance, { kind }: { kind: 'sse' | 'messages' }): Promise<void> {
-    if (options.cors !== false) {
-      await sub.register(cors, { ...options.cors, strictPreflight: false })
-      // Preflight answers from the CORS hook; the route lets the exact path match.
-      sub.options('/', { prefixTrailingSlash: 'no-slash' }, (_request, reply) => { reply.code(204).send() })
-    }
-    if (options.allowedOrigins !== undefined) sub.addHook('onRequest', originCheck(options.allowedOrigins))
-    const auth = options.auth
-    if (auth !== undefined && (kind === 'sse' ? auth.sse : auth.messages)) {
-      sub.addHook('onRequest', authHook(auth.provider))
-    }
-    if (kind === 'sse') {
-      sseRoute(sub, { options, store, messagePath: messagePathOf(sub) })
-    } else {
-      messagesRoute(sub, { options, store })
-    }
+  // Route-level hooks, in this order: Origin allowlist (403 before anything else), CORS
+  // (answers preflights), then auth (only where `auth.endpoints` asks for it).
+  const common: onRequestHookHandler[] = []
+  if (options.allowedOrigins !== undefined) common.push(originCheck(options.allowedOrigins))
+  if (options.cors !== false) common.push(corsHook(options.cors))
+  const auth = options.auth
+  const withAuth = (on: boolean): onRequestHookHandler[] => auth !== undefined && on ? [...common, authHook(auth.provider)] : common
+
+  const routes: RouteContext = {
+    options,
+    store,
+    messagePath: scope.prefix.replace(/\/+$/, '') + options.messageEndpoint,
+    hooks: { sse: withAuth(auth?.sse ?? false), messages: withAuth(auth?.messages ?? false) }
   }
-
-  await scope.register(endpointScope, { prefix: options.messageEndpoint, kind: 'messages' })
-  await scope.register(endpointScope, { prefix: options.endpoint, kind: 'sse' })
-
-  // The message path announced in each endpoint event honours every prefix above us.
-  function messagePathOf (sseScope: FastifyInstance): string {
-    return sseScope.prefix.slice(0, sseScope.prefix.length - options.endpoint.length) + options.messageEndpoint
+  sseRoute(scope, routes)
+  messagesRoute(scope, routes)
+  if (options.cors !== false) {
+    // The CORS hook answers preflights; these routes make the exact paths match.
+    for (const url of [options.endpoint, options.messageEndpoint]) {
+      scope.options(url, { onRequest: common, config: { cors: false } }, (_request, reply) => { reply.code(204).send() })
+    }
   }
 }
 

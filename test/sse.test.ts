@@ -153,7 +153,7 @@ t.test('a host plugin prefix and the plugin prefix combine', async t => {
   t.equal(JSON.parse((await s.next('message')).data).id, 1)
 })
 
-t.test('a prefix with a trailing slash announces a message path that works', { todo: 'src/index.ts messagePathOf: prefix "/mcp/" announces "/mcp//messages", which 404s' }, async t => {
+t.test('a prefix with a trailing slash announces a message path that works', async t => {
   const { base } = await startApp(t, {}, { prefix: '/mcp/' })
   const s = await open(t, `${base}/mcp/sse`)
   const ev = await s.next('endpoint')
@@ -199,6 +199,20 @@ t.test('an idle stream without pings outlives the server connection timeout', as
   t.notOk(s.ended, 'still open after 1.2 s of silence')
   t.equal((await post(url, { jsonrpc: '2.0', id: 6, method: 'ping' })).status, 202)
   t.same(JSON.parse((await s.next('message')).data), { jsonrpc: '2.0', id: 6, result: {} })
+})
+
+t.test('a HEAD request answers its headers at once and opens no session', async t => {
+  const { base, app } = await startApp(t)
+  const req = http.request(`${base}/sse`, { method: 'HEAD' })
+  req.on('error', () => {})
+  t.teardown(() => req.destroy())
+  req.end()
+  const status = await Promise.race([
+    new Promise<number>(resolve => req.on('response', res => { res.resume(); resolve(res.statusCode ?? 0) })),
+    new Promise<string>(resolve => setTimeout(() => resolve('no response within 1 s'), 1000))
+  ])
+  t.type(status, 'number', 'HEAD gets a response')
+  t.equal(app.mcpSessions.size, 0, 'HEAD opens no session')
 })
 
 t.test('the SDK client works end to end against a prefixed app', async t => {

@@ -6,16 +6,10 @@ import {
   FST_ERR_MCP_SSE_SESSION_NOT_FOUND,
   FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE
 } from '../errors.js'
-import type { ResolvedOptions } from '../options.js'
+import type { RouteContext } from './context.js'
 import { toAuthInfo } from '../auth/hook.js'
 import { MessageBody } from '../schemas.js'
 import type { SseSession } from '../session/session.js'
-import type { McpSessionStore } from '../session/store.js'
-
-export interface MessagesRouteContext {
-  options: ResolvedOptions
-  store: McpSessionStore
-}
 
 /** Rejects anything but `application/json` before a byte of the body is read. */
 const requireJson: onRequestHookHandler = function requireJson (request, _reply, done) {
@@ -30,7 +24,7 @@ const requireJson: onRequestHookHandler = function requireJson (request, _reply,
 }
 
 /** `POST {messageEndpoint}?sessionId=`: hands JSON-RPC messages to the session's server. */
-export function messagesRoute (scope: FastifyInstance, ctx: MessagesRouteContext): void {
+export function messagesRoute (scope: FastifyInstance, ctx: RouteContext): void {
   const { options, store } = ctx
 
   // Only JSON is parsed here, whatever parsers the host app registered; the parser
@@ -42,11 +36,11 @@ export function messagesRoute (scope: FastifyInstance, ctx: MessagesRouteContext
     scope.getDefaultJsonParser('error', 'error')
   )
 
-  scope.withTypeProvider<TypeBoxTypeProvider>().post('/', {
-    prefixTrailingSlash: 'no-slash',
+  scope.withTypeProvider<TypeBoxTypeProvider>().post(options.messageEndpoint, {
     bodyLimit: options.maxMessageSize,
     schema: { body: MessageBody },
-    onRequest: requireJson
+    onRequest: [...ctx.hooks.messages, requireJson],
+    config: { cors: false }
   }, function postMessage (request, reply): void {
     const sessionId = (request.query as { sessionId?: unknown }).sessionId
     const session = (typeof sessionId === 'string' ? store.get(sessionId) : undefined) as SseSession | undefined

@@ -2,17 +2,10 @@ import { randomUUID } from 'node:crypto'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
-import type { McpServerLike, ResolvedOptions } from '../options.js'
+import type { McpServerLike } from '../options.js'
+import type { RouteContext } from './context.js'
 import { SseSession } from '../session/session.js'
-import type { McpSessionStore } from '../session/store.js'
 import { SseServerTransport, type CloseReason } from '../transport.js'
-
-export interface SseRouteContext {
-  options: ResolvedOptions
-  store: McpSessionStore
-  /** Full path of the message endpoint, prefix included. */
-  messagePath: string
-}
 
 /** Headers every stream gets; the user's `headers` may override all but the content type. */
 function streamHeaders (custom: Record<string, string>): OutgoingHttpHeaders {
@@ -26,7 +19,7 @@ function streamHeaders (custom: Record<string, string>): OutgoingHttpHeaders {
 }
 
 /** `GET {endpoint}`: opens a session and holds its event stream. */
-export function sseRoute (scope: FastifyInstance, ctx: SseRouteContext): void {
+export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
   const { options, store, messagePath } = ctx
   const baseHeaders = streamHeaders(options.headers)
   // Sessions whose factory is still running count against the cap, so a burst of
@@ -93,5 +86,11 @@ export function sseRoute (scope: FastifyInstance, ctx: SseRouteContext): void {
     if (transport.isOpen) log.info({ sessionId }, 'fastify-mcp-sse: session opened')
   }
 
-  scope.get('/', { prefixTrailingSlash: 'no-slash' }, openStream)
+  scope.get(options.endpoint, {
+    onRequest: ctx.hooks.sse,
+    // HEAD would open a session whose headers never go out (Node drops HEAD bodies).
+    exposeHeadRoute: false,
+    // A host app's @fastify/cors must not answer for us (we set our own CORS headers).
+    config: { cors: false }
+  }, openStream)
 }

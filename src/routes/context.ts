@@ -1,0 +1,13 @@
+import type { onRequestHookHandler } from 'fastify'
+import type { ResolvedOptions } from '../options.js'
+import type { McpSessionStore } from '../session/store.js'
+
+/** What the route modules need from the plugin. */
+export interface RouteContext {
+  options: ResolvedOptions
+  store: McpSessionStore
+  /** Full path of the message endpoint, every prefix included. */
+  messagePath: string
+  /** `onRequest` hooks of each route, in order (origin, CORS, auth). */
+  hooks: { sse: onRequestHookHandler[], messages: onRequestHookHandler[] }
+}
