@@ -66,9 +66,9 @@ export const FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE = createError<[string]>(
   'Unsupported content type "%s": send application/json.',
   415
 )
-export const FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN = createError<[string]>(
+export const FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN = createError<[string, string]>(
   'FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN',
-  'Origin "%s" is not allowed.',
+  '%s "%s" is not allowed.',
   403
 )
 export const FST_ERR_MCP_SSE_TOO_MANY_SESSIONS = createError<[number]>(
@@ -76,9 +76,9 @@ export const FST_ERR_MCP_SSE_TOO_MANY_SESSIONS = createError<[number]>(
   'Too many open sessions (the limit is %d). Try again later.',
   503
 )
-export const FST_ERR_MCP_SSE_HANDLER_ERROR = createError<[string]>(
+export const FST_ERR_MCP_SSE_HANDLER_ERROR = createError(
   'FST_ERR_MCP_SSE_HANDLER_ERROR',
-  'The message handler failed: %s',
+  'The message handler failed.',
   500
 )
 

@@ -40,11 +40,17 @@ interface ScopeContext {
   store: McpSessionStore
 }
 
-function originCheck (allowed: ReadonlySet<string>): onRequestHookHandler {
+/** DNS-rebinding protection: browsers' Origin, and the Host a rebound name would carry. */
+function originCheck (origins: ReadonlySet<string> | undefined, hosts: ReadonlySet<string> | undefined): onRequestHookHandler {
   return function mcpOriginCheck (request, _reply, done) {
     const origin = request.headers.origin
-    if (origin !== undefined && !allowed.has(origin)) {
-      done(new FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN(origin.slice(0, 200)))
+    if (origins !== undefined && origin !== undefined && !origins.has(origin)) {
+      done(new FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN('Origin', origin.slice(0, 200)))
+      return
+    }
+    const host = request.headers.host
+    if (hosts !== undefined && (host === undefined || !hosts.has(host.toLowerCase()))) {
+      done(new FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN('Host', (host ?? '').slice(0, 200)))
       return
     }
     done()
@@ -108,7 +114,9 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
   // Route-level hooks, in this order: Origin allowlist (403 before anything else), CORS
   // (answers preflights), then auth (only where `auth.endpoints` asks for it).
   const common: onRequestHookHandler[] = []
-  if (options.allowedOrigins !== undefined) common.push(originCheck(options.allowedOrigins))
+  if (options.allowedOrigins !== undefined || options.allowedHosts !== undefined) {
+    common.push(originCheck(options.allowedOrigins, options.allowedHosts))
+  }
   if (options.cors !== false) common.push(corsHook(options.cors))
   const auth = options.auth
   const withAuth = (on: boolean): onRequestHookHandler[] => auth !== undefined && on ? [...common, authHook(auth.provider)] : common

@@ -70,6 +70,12 @@ export interface McpSseOptions {
    */
   allowedOrigins?: string[]
   /**
+   * Host header values allowed (such as "mcp.example.com" or "127.0.0.1:8080"), against
+   * DNS rebinding of a server on a private address; other hosts answer 403.
+   * @default undefined (every host)
+   */
+  allowedHosts?: string[]
+  /**
    * Authentication: a provider and which routes need it. Sessions are bound to the
    * principal that opened them (or, when only messages are authenticated, to the first
    * one that posts). @default undefined (no authentication)
@@ -102,6 +108,7 @@ export interface ResolvedOptions {
   maxSessions: number
   maxBufferedBytes: number
   allowedOrigins: ReadonlySet<string> | undefined
+  allowedHosts: ReadonlySet<string> | undefined
   auth: ResolvedAuth | undefined
 }
 
@@ -147,6 +154,14 @@ function count (option: string, value: unknown, min: number): number {
   return value
 }
 
+function list (option: string, value: unknown, example: string): Set<string> | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every(x => typeof x === 'string' && x !== '')) {
+    fail(option, `Use an array of strings such as ${example}.`)
+  }
+  return new Set(value as string[])
+}
+
 function resolveCors (value: unknown): ResolvedCors | false {
   if (value === false) return false
   if (typeof value !== 'object' || value === null) fail('cors', 'Use an object with the documented string fields, or false.')
@@ -186,13 +201,8 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     }
   }
 
-  let allowedOrigins: Set<string> | undefined
-  if (o.allowedOrigins !== undefined) {
-    if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every(x => typeof x === 'string' && x !== '')) {
-      fail('allowedOrigins', 'Use an array of origins such as ["https://app.example.com"].')
-    }
-    allowedOrigins = new Set(o.allowedOrigins)
-  }
+  const allowedOrigins = list('allowedOrigins', o.allowedOrigins, '["https://app.example.com"]')
+  const allowedHosts = list('allowedHosts', Array.isArray(o.allowedHosts) ? o.allowedHosts.map(h => typeof h === 'string' ? h.toLowerCase() : h) : o.allowedHosts, '["mcp.example.com", "127.0.0.1:8080"]')
 
   let auth: ResolvedAuth | undefined
   if (o.auth !== undefined) {
@@ -217,6 +227,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     maxSessions: count('maxSessions', o.maxSessions ?? defaults.maxSessions, 1),
     maxBufferedBytes: size('maxBufferedBytes', o.maxBufferedBytes ?? defaults.maxBufferedBytes),
     allowedOrigins,
+    allowedHosts,
     auth
   }
 }

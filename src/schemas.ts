@@ -21,8 +21,10 @@ export const JsonRpcRequest = Type.Object({
 export const JsonRpcNotification = Type.Object({
   jsonrpc: JsonRpcVersion,
   method: Type.String(),
-  params: Type.Optional(Params)
-  // no `id`: a message with an id and a method is a request
+  params: Type.Optional(Params),
+  // A message with a method and any `id` is a request: a bad id must not let it pass as a
+  // notification (it would be accepted and never answered).
+  id: Type.Optional(Type.Never())
 })
 
 export const JsonRpcResponse = Type.Object({

@@ -35,7 +35,8 @@ export function scopesOf (payload: JWTPayload): string[] {
 /** Why a token was refused, in words safe to send back (no token content). */
 export function describeJwtError (err: unknown): string {
   if (err instanceof joseErrors.JWTExpired) return 'the token has expired'
-  if (err instanceof joseErrors.JWTClaimValidationFailed) return `the token's "${err.claim}" claim is not accepted`
+  // No double quotes: this text goes inside a quoted WWW-Authenticate parameter.
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `the token's ${err.claim} claim is not accepted`
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token signature is invalid'
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'the token algorithm is not accepted'
   if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no key matches the token'
@@ -76,9 +77,13 @@ export class JwtAuthProvider implements AuthProvider {
     } else {
       const pk = options.publicKey
       const alg = algorithms[0] as string
-      this.#key = typeof pk === 'string'
+      const key = typeof pk === 'string'
         ? importSPKI(pk, alg)
         : (typeof pk === 'object' && pk !== null && 'kty' in pk) ? importJWK(pk as JWK, alg) as Promise<Key> : pk as KeyObject | webcrypto.CryptoKey
+      // A key that fails to import must not crash the process as an unhandled rejection;
+      // every verify() awaits it and refuses the token instead.
+      if (key instanceof Promise) key.catch(() => {})
+      this.#key = key
     }
     this.#verifyOptions = {
       algorithms,

@@ -72,7 +72,8 @@ export function messagesRoute (scope: FastifyInstance, ctx: RouteContext): void 
       }
     } catch (err) {
       request.log.error({ err, sessionId }, 'fastify-mcp-sse: the session\'s message handler threw')
-      throw new FST_ERR_MCP_SSE_HANDLER_ERROR(err instanceof Error ? err.message : String(err))
+      // The cause stays in the log: internals are not the client's to read.
+      throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
     }
     reply.code(202).send()
   })

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
+import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS, jsonRpcError } from '../errors.js'
 import type { McpServerLike } from '../options.js'
 import type { RouteContext } from './context.js'
 import { SseSession } from '../session/session.js'
@@ -37,7 +37,7 @@ export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
       server = await options.server({ sessionId, request, auth: request.mcpAuth ?? undefined })
     } catch (err) {
       request.log.error({ err, sessionId }, 'fastify-mcp-sse: the server factory threw')
-      throw new FST_ERR_MCP_SSE_HANDLER_ERROR('the MCP server factory failed')
+      throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
     } finally {
       pending--
     }
@@ -80,6 +80,13 @@ export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
       await server.connect(transport)
     } catch (err) {
       log.error({ err, sessionId }, 'fastify-mcp-sse: connecting the MCP server failed')
+      const res = reply.raw
+      if (!res.headersSent && !res.destroyed) {
+        // Nothing was streamed yet: answer like any other failed request.
+        const body = jsonRpcError('message_handler_error', 'The MCP server failed to start.')
+        res.writeHead(500, { ...(reply.getHeaders() as OutgoingHttpHeaders), 'content-type': 'application/json; charset=utf-8' })
+        res.end(JSON.stringify(body))
+      }
       await session.close('connect_failed')
       return
     }
