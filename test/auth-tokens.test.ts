@@ -497,6 +497,14 @@ t.test('introspection: repeated requests with one token reuse the cached result'
   t.equal(intro.calls, 1, 'one introspection for the stream and every POST')
 })
 
+t.test('introspection: concurrent requests with one new token share a single introspection call', async t => {
+  const intro = await startIntrospection(t, { 'tok-burst': activeToken() })
+  const { base } = await startApp(t, { auth: { provider: introspectionProvider(intro.url) } })
+  const answers = await Promise.all(Array.from({ length: 10 }, () => post(`${base}/messages?sessionId=none`, ping, bearer('tok-burst'))))
+  t.same(answers.map(a => a.status), Array(10).fill(404), 'all accepted (404: no such session)')
+  t.equal(intro.calls, 1)
+})
+
 t.test('introspection: with cacheTtl 50 a token is introspected again once its entry expires', async t => {
   const intro = await startIntrospection(t, { 'tok-ttl': activeToken() })
   const { base } = await startApp(t, { auth: { provider: introspectionProvider(intro.url, { cacheTtl: 50 }) } })

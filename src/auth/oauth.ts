@@ -69,6 +69,7 @@ export class OAuthAuthProvider implements AuthProvider {
   #jwt: JwtAuthProvider | undefined
   #introspection: Required<OAuthIntrospectionValidation> | undefined
   #cache = new Map<string, { result: AuthResult, until: number }>()
+  #inflight = new Map<string, Promise<AuthResult>>()
 
   constructor (options: OAuthAuthProviderOptions) {
     let resource: URL
@@ -156,7 +157,6 @@ export class OAuthAuthProvider implements AuthProvider {
   }
 
   async #introspect (token: string): Promise<AuthResult> {
-    const v = this.#introspection as Required<OAuthIntrospectionValidation>
     const key = createHash('sha256').update(token).digest('base64url')
     const now = Date.now()
     const cached = this.#cache.get(key)
@@ -164,7 +164,19 @@ export class OAuthAuthProvider implements AuthProvider {
       if (cached.until > now) return cached.result
       this.#cache.delete(key)
     }
+    // Concurrent requests with the same new token share one introspection call.
+    let pending = this.#inflight.get(key)
+    if (pending === undefined) {
+      pending = this.#callIntrospection(token, key, now)
+      this.#inflight.set(key, pending)
+      const done = (): void => { this.#inflight.delete(key) }
+      pending.then(done, done)
+    }
+    return await pending
+  }
 
+  async #callIntrospection (token: string, key: string, now: number): Promise<AuthResult> {
+    const v = this.#introspection as Required<OAuthIntrospectionValidation>
     const res = await fetch(v.endpoint, {
       method: 'POST',
       headers: {
@@ -175,7 +187,10 @@ export class OAuthAuthProvider implements AuthProvider {
       body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
       signal: AbortSignal.timeout(v.timeout)
     })
-    if (!res.ok) throw new Error(`token introspection answered HTTP ${res.status}`)
+    if (!res.ok) {
+      await res.body?.cancel()
+      throw new Error(`token introspection answered HTTP ${res.status}`)
+    }
     const body = await res.json() as IntrospectionResponse
     if (body.active !== true) throw this.#invalid('the token is not active')
     const exp = typeof body.exp === 'number' ? body.exp : undefined
