@@ -14,6 +14,7 @@ export type McpErrorType =
   | 'forbidden_origin'
   | 'too_many_sessions'
   | 'message_handler_error'
+  | 'service_unavailable'
   | 'internal_error'
 
 /** HTTP status and JSON-RPC error code of each error type. */
@@ -27,6 +28,7 @@ export const ERROR_TABLE: Readonly<Record<McpErrorType, { status: number, code: 
   forbidden_origin: { status: 403, code: -32000 },
   too_many_sessions: { status: 503, code: -32000 },
   message_handler_error: { status: 500, code: -32603 },
+  service_unavailable: { status: 503, code: -32000 },
   internal_error: { status: 500, code: -32603 }
 }
 
@@ -82,6 +84,12 @@ export const FST_ERR_MCP_SSE_HANDLER_ERROR = createError(
   500
 )
 
+export const FST_ERR_MCP_SSE_REDIS_UNAVAILABLE = createError<[string]>(
+  'FST_ERR_MCP_SSE_REDIS_UNAVAILABLE',
+  'fastify-mcp-sse: Redis is unavailable (%s). Check redis.url / redis.client and that the server is reachable.',
+  503
+)
+
 export const FST_ERR_MCP_SSE_AUTHENTICATION = createError<[string]>(
   'FST_ERR_MCP_SSE_AUTHENTICATION',
   '%s',
@@ -95,6 +103,7 @@ const typeByCode: Readonly<Record<string, McpErrorType>> = {
   FST_ERR_MCP_SSE_TOO_MANY_SESSIONS: 'too_many_sessions',
   FST_ERR_MCP_SSE_HANDLER_ERROR: 'message_handler_error',
   FST_ERR_MCP_SSE_AUTHENTICATION: 'authentication_error',
+  FST_ERR_MCP_SSE_REDIS_UNAVAILABLE: 'service_unavailable',
   // Fastify's own body errors, raised before our handler runs.
   FST_ERR_CTP_BODY_TOO_LARGE: 'message_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',

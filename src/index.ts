@@ -13,13 +13,16 @@ import { corsHook } from './cors.js'
 import { validatorCompiler } from './schemas.js'
 import type { RouteContext } from './routes/context.js'
 import { MemorySessionStore, type McpSessionStore } from './session/store.js'
+import { RedisSessionStore } from './session/redis.js'
 import { authHook, type AuthFailure } from './auth/hook.js'
 import type { ProtectedResourceMetadata } from './auth/types.js'
 import { messagesRoute } from './routes/messages.js'
 import { sseRoute } from './routes/sse.js'
 
 export type { McpSseOptions, McpSseCorsOptions, McpSessionContext, McpServerLike } from './options.js'
-export type { McpSession, McpSessionStore } from './session/store.js'
+export type { McpSession, McpSessionStore, McpSessionInfo } from './session/store.js'
+export type { McpRedisOptions } from './session/redis.js'
+export { RedisSessionStore } from './session/redis.js'
 export type { McpErrorType, JsonRpcErrorBody } from './errors.js'
 export type { CloseReason } from './transport.js'
 export { SseServerTransport } from './transport.js'
@@ -38,6 +41,7 @@ declare module 'fastify' {
 interface ScopeContext {
   options: ResolvedOptions
   store: McpSessionStore
+  remote: RedisSessionStore | undefined
 }
 
 /** DNS-rebinding protection: browsers' Origin, and the Host a rebound name would carry. */
@@ -70,13 +74,15 @@ function errorMessage (type: McpErrorType, err: FastifyError, options: ResolvedO
     }
     case 'internal_error':
       return 'Internal error.'
+    case 'service_unavailable':
+      return 'Service unavailable: the session is held by another instance and the link to it is down. Retry shortly.'
     default:
       return err.message
   }
 }
 
 /** The encapsulated part: routes, CORS, hooks and error handler never reach the host app. */
-const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store }) {
+const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store, remote }) {
   scope.setValidatorCompiler(validatorCompiler)
   // Request decorators of an encapsulated scope stay in it: the host's requests never get one.
   scope.decorateRequest('mcpAuth', null)
@@ -93,7 +99,12 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
       status = failure.statusCode
       reply.headers(failure.headers)
     }
-    if (status >= 500) request.log.error({ err }, 'fastify-mcp-sse: request failed')
+    if (type === 'service_unavailable') {
+      reply.header('retry-after', '1')
+      request.log.warn({ err }, 'fastify-mcp-sse: a cross-instance message could not be routed')
+    } else if (status >= 500) {
+      request.log.error({ err }, 'fastify-mcp-sse: request failed')
+    }
 
     const body: unknown = request.body
     const msg = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : undefined
@@ -124,6 +135,7 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
   const routes: RouteContext = {
     options,
     store,
+    remote,
     messagePath: scope.prefix.replace(/\/+$/, '') + options.messageEndpoint,
     hooks: { sse: withAuth(auth?.sse ?? false), messages: withAuth(auth?.messages ?? false) }
   }
@@ -143,15 +155,28 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
  */
 async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { prefix?: string }): Promise<void> {
   const options = resolveOptions(opts)
-  const store = new MemorySessionStore()
+  let remote: RedisSessionStore | undefined
+  if (options.redis !== undefined) {
+    remote = new RedisSessionStore(options.redis, fastify.log)
+    // Unreachable Redis fails register, with an error that says so.
+    await remote.start()
+    fastify.log.info({ instanceId: remote.instanceId }, 'fastify-mcp-sse: sharing sessions through Redis')
+  }
+  const store = remote ?? new MemorySessionStore()
   fastify.decorate('mcpSessions', store)
   // Open streams never end by themselves: end them before the server waits for its
   // connections (in onClose, app.close() would hang on them).
   fastify.addHook('preClose', async function mcpSseClose () {
     await store.closeAll()
   })
+  if (remote !== undefined) {
+    const r = remote
+    fastify.addHook('onClose', async function mcpSseRedisClose () {
+      await r.shutdown()
+    })
+  }
   // fastify-plugin ignores `prefix` for the plugin itself; apply it to our routes.
-  await fastify.register(mcpRoutes, { options, store, prefix: opts.prefix })
+  await fastify.register(mcpRoutes, { options, store, remote, prefix: opts.prefix })
   const metadata = options.auth?.provider.protectedResourceMetadata?.()
   if (metadata !== undefined) await fastify.register(resourceMetadataRoutes, { metadata })
 }

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { FST_ERR_MCP_SSE_INVALID_OPTION } from './errors.js'
 import type { AuthProvider, AuthResult, McpAuthOptions } from './auth/types.js'
+import type { McpRedisOptions } from './session/redis.js'
 
 /**
  * What an MCP server needs from the plugin: something it can `connect()` a transport to
@@ -81,6 +82,12 @@ export interface McpSseOptions {
    * one that posts). @default undefined (no authentication)
    */
   auth?: McpAuthOptions
+  /**
+   * Share sessions between instances through Redis, so that POSTs may land on any
+   * instance behind a plain load balancer. Without it, sessions are in memory and no
+   * service is needed. @default undefined
+   */
+  redis?: McpRedisOptions
 }
 
 export interface ResolvedAuth {
@@ -110,6 +117,7 @@ export interface ResolvedOptions {
   allowedOrigins: ReadonlySet<string> | undefined
   allowedHosts: ReadonlySet<string> | undefined
   auth: ResolvedAuth | undefined
+  redis: McpRedisOptions | undefined
 }
 
 export const defaults = {
@@ -216,6 +224,18 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     auth = { provider: o.auth.provider, sse: endpoints.sse ?? true, messages: endpoints.messages ?? true }
   }
 
+  const redis = o.redis
+  if (redis !== undefined) {
+    if (typeof redis !== 'object' || redis === null || (redis.client === undefined) === (redis.url === undefined)) {
+      fail('redis', 'Pass exactly one of { client } (an ioredis instance) or { url } ("redis://host:6379").')
+    }
+    if (redis.client !== undefined && typeof redis.client.duplicate !== 'function') fail('redis.client', 'Use an ioredis client.')
+    if (redis.url !== undefined && !/^rediss?:\/\//.test(redis.url)) fail('redis.url', 'Use a redis:// or rediss:// URL.')
+    if (redis.keyPrefix !== undefined && (typeof redis.keyPrefix !== 'string' || redis.keyPrefix === '')) fail('redis.keyPrefix', 'Use a non-empty string such as "mcp:".')
+    if (redis.sessionTtl !== undefined) count('redis.sessionTtl', redis.sessionTtl, 100)
+    if (redis.connectTimeout !== undefined) count('redis.connectTimeout', redis.connectTimeout, 1)
+  }
+
   return {
     server: o.server,
     endpoint,
@@ -228,6 +248,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     maxBufferedBytes: size('maxBufferedBytes', o.maxBufferedBytes ?? defaults.maxBufferedBytes),
     allowedOrigins,
     allowedHosts,
-    auth
+    auth,
+    redis
   }
 }

@@ -28,8 +28,12 @@ export class SseSession implements McpSession {
 
   /** Binds a session opened without credentials to the first principal that posts to it. */
   bind (auth: AuthResult): void {
-    this.principal = auth.principal
-    this.authInfo = toAuthInfo(auth)
+    this.bindInfo(auth.principal, toAuthInfo(auth))
+  }
+
+  bindInfo (principal: string, authInfo: AuthInfo): void {
+    this.principal = principal
+    this.authInfo = authInfo
   }
 
   close (reason: CloseReason = 'closed_by_store'): Promise<void> {

@@ -22,6 +22,17 @@ export interface McpSession {
   close (reason?: CloseReason): Promise<void>
 }
 
+/** Where a session lives, as far as the cluster knows. */
+export interface McpSessionInfo {
+  id: string
+  /** True when this instance holds the stream. */
+  local: boolean
+  /** The instance that holds it ("local" without Redis). */
+  owner: string
+  principal: string | undefined
+  createdAt: number
+}
+
 /**
  * The sessions of this instance, decorated as `fastify.mcpSessions`. Reading methods are
  * for users (admin routes, metrics); `add` and `delete` are the plugin's. A store that
@@ -35,6 +46,11 @@ export interface McpSessionStore extends Iterable<McpSession> {
   has (id: string): boolean
   /** Ids of the open sessions. */
   ids (): IterableIterator<string>
+  /**
+   * Finds a session anywhere in the cluster: on this instance, or (with Redis) on another.
+   * Without Redis, the same as `get` but asynchronous.
+   */
+  lookup (id: string): Promise<McpSessionInfo | undefined>
   /** Ends the session's stream and closes its MCP server. Resolves false if there was none. */
   close (id: string): Promise<boolean>
   /** Ends every session (the plugin calls this when the app closes). */
@@ -75,6 +91,12 @@ export class MemorySessionStore implements McpSessionStore {
 
   delete (id: string): boolean {
     return this.#sessions.delete(id)
+  }
+
+  async lookup (id: string): Promise<McpSessionInfo | undefined> {
+    const s = this.#sessions.get(id)
+    if (s === undefined) return undefined
+    return { id, local: true, owner: 'local', principal: s.principal, createdAt: s.createdAt }
   }
 
   async close (id: string): Promise<boolean> {
