@@ -58,7 +58,7 @@ export const FST_ERR_MCP_SSE_INVALID_OPTION = createError<[string, string]>(
 
 // Request-time errors. Each carries its table row through `mcpType`, read by the
 // plugin's error handler; statuses match the table.
-export const FST_ERR_MCP_SSE_SESSION_NOT_FOUND = createError(
+export const FST_ERR_MCP_SSE_SESSION_NOT_FOUND = createError<[]>(
   'FST_ERR_MCP_SSE_SESSION_NOT_FOUND',
   'Session not found. Open a new SSE connection and use the endpoint it announces.',
   404
@@ -78,7 +78,7 @@ export const FST_ERR_MCP_SSE_TOO_MANY_SESSIONS = createError<[number]>(
   'Too many open sessions (the limit is %d). Try again later.',
   503
 )
-export const FST_ERR_MCP_SSE_HANDLER_ERROR = createError(
+export const FST_ERR_MCP_SSE_HANDLER_ERROR = createError<[]>(
   'FST_ERR_MCP_SSE_HANDLER_ERROR',
   'The message handler failed.',
   500
