@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util'
 import { closeSessions, loadRun, openSessions, SCENARIOS, type LoadSession, type RunSample, type Scenario } from './lib/load.js'
 import { summarize, toMarkdown, type Config, type LoadCell, type Results, type ScaleCell } from './lib/report.js'
 import { scaleRun } from './lib/scale.js'
-import { fileLimit, killAllServers, ROOT, SERVER_NAMES, startServer, type ServerHandle, type ServerName } from './lib/servers.js'
+import { fileLimit, killAllServers, ROOT, SCALE_SERVER_NAMES, SERVER_NAMES, startServer, type ServerHandle, type ServerName } from './lib/servers.js'
 
 const USAGE = `Usage: node --import tsx benchmarks/run.ts [options]
 
@@ -79,7 +79,7 @@ const config: Config = {
   connections: Math.max(1, Math.round(num(args.connections, 50, 'connections'))),
   warmupSec: num(args.warmup, quick ? 1 : 2, 'warmup'),
   scaleN: Math.round(num(args.scale, quick ? 2000 : 10_000, 'scale')),
-  scaleServers: list(args['scale-servers'], SERVER_NAMES, quick ? ['fastify-mcp-sse'] : SERVER_NAMES, 'server'),
+  scaleServers: list(args['scale-servers'], SCALE_SERVER_NAMES, quick ? ['fastify-mcp-sse'] : SCALE_SERVER_NAMES, 'server'),
   scaleRuns: Math.max(1, Math.round(num(args['scale-runs'], quick ? 1 : 3, 'scale-runs'))),
   scaleConcurrency: Math.max(1, Math.round(num(args['scale-concurrency'], 100, 'scale-concurrency')))
 }
@@ -225,7 +225,7 @@ async function loadPhase (): Promise<void> {
 
       const runOne = async (name: ServerName, scenario: Scenario, seconds: number): Promise<RunSample> => {
         const server = handles.get(name)!
-        const sample = await loadRun(server.port, open.get(name)!, scenario, seconds, config.connections)
+        const sample = await loadRun(server.postPort, open.get(name)!, scenario, seconds, config.connections)
         if (server.exited !== undefined) throw new Error(`server ${server.exited}`)
         return sample
       }

@@ -171,6 +171,20 @@ export function toMarkdown (r: Results): string {
     out.push('')
   }
 
+  const cross = r.load.filter(x => x.server === 'cross-instance' && x.median !== undefined)
+  if (cross.length > 0) {
+    out.push('## Cross-instance (Redis) against one in-memory instance, same run', '')
+    out.push('| scenario | sessions | cross-instance req/s | fastify-mcp-sse req/s | ratio | cross-instance e2e p99 ms | in-memory e2e p99 ms | answered / accepted |')
+    out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+    for (const cell of cross) {
+      const mem = r.load.find(x => x.server === 'fastify-mcp-sse' && x.scenario === cell.scenario && x.sessions === cell.sessions)?.median
+      const m = cell.median as RunSample
+      const t = cell.totals
+      out.push(`| ${cell.scenario} | ${cell.sessions} | ${int(m.reqPerSec)} | ${int(mem?.reqPerSec)} | ${mem === undefined ? '–' : (m.reqPerSec / mem.reqPerSec).toFixed(2) + '×'} | ${ms(m.e2eP99)} | ${ms(mem?.e2eP99)} | ${t === undefined ? '–' : `${int(t.answered)} / ${int(t.accepted)} (${pct(t.answered, t.accepted)})`} |`)
+    }
+    out.push('')
+  }
+
   if (r.scale.length > 0) {
     out.push(`## Connection scale: N idle SSE sessions (median of ${c.scaleRuns} run${c.scaleRuns === 1 ? '' : 's'}, a fresh server process each)`, '')
     out.push('| server | N | opened | open time s | opens/s | RSS / session KiB | heap / session KiB | close time s | sessions left after close | RSS kept after close MiB | heap kept after close MiB |')
@@ -200,7 +214,7 @@ export function toMarkdown (r: Results): string {
   out.push('- **POST p50/p99**: from building a request to its `202`. **e2e p50/p99**: from building it to its JSON-RPC response read off the session\'s SSE stream: what an MCP client waits.')
   out.push('- **answered / accepted**: accepted (2xx) POSTs whose response arrived on the stream, counted after the readers drained. Below 100% the server is **broken, not fast**: it accepted work it never answered.')
   out.push('- **RSS / session**: (server RSS with N open sessions − RSS before) / N, each after a full GC in the server process (`GET /__mem`). **kept after close**: RSS and heap above the starting point once every session is closed (RSS rarely returns fully: the allocator keeps pages).')
-  out.push('- Servers: `fastify-bare` and `node-bare` write a hand-made reply with no MCP protocol work; `fastify-sdk-min` hands messages to the SDK\'s `McpServer` through a transport with no checks; `fastify-mcp-sse` is this plugin with every feature on; `sdk-express` is the SDK\'s `SSEServerTransport` with express as its README shows; `mcp-framework` is the `mcp-framework` package\'s SSE transport.')
+  out.push('- Servers: `fastify-bare` and `node-bare` write a hand-made reply with no MCP protocol work; `fastify-sdk-min` hands messages to the SDK\'s `McpServer` through a transport with no checks; `fastify-mcp-sse` is this plugin with every feature on; `sdk-express` is the SDK\'s `SSEServerTransport` with express as its README shows; `mcp-framework` is the `mcp-framework` package\'s SSE transport; `cross-instance` is two fastify-mcp-sse processes sharing sessions through Redis, streams held by one and every POST sent to the other.')
   if (r.notes.length > 0) {
     out.push('', '## Notes', '')
     for (const n of r.notes) out.push(`- ${n}`)

@@ -6,15 +6,20 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { MemReport } from '../servers/common.js'
 
-export const SERVER_NAMES = ['fastify-bare', 'fastify-sdk-min', 'node-bare', 'fastify-mcp-sse', 'sdk-express', 'mcp-framework'] as const
+export const SERVER_NAMES = ['fastify-bare', 'fastify-sdk-min', 'node-bare', 'fastify-mcp-sse', 'sdk-express', 'mcp-framework', 'cross-instance'] as const
 export type ServerName = typeof SERVER_NAMES[number]
+/** Servers of the connection-scale scenario (cross-instance is a load-only pair). */
+export const SCALE_SERVER_NAMES: readonly ServerName[] = SERVER_NAMES.filter(n => n !== 'cross-instance')
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const SERVERS_DIR = join(ROOT, 'benchmarks', 'servers')
 
 export interface ServerHandle {
   readonly name: ServerName
+  /** Where streams are opened (and sessions initialized). */
   readonly port: number
+  /** Where the load POSTs go: another instance than `port` for cross-instance. */
+  readonly postPort: number
   readonly pid: number
   /** Set once the process has exited (a crash, when it happens during a run). */
   readonly exited: string | undefined
@@ -34,14 +39,40 @@ export function killAllServers (): void {
   live.clear()
 }
 
+/**
+ * Starts a server. `cross-instance` is two fastify-mcp-sse processes sharing sessions
+ * through Redis: streams open on the first, POSTs go to the second, so every message
+ * crosses Redis pub/sub.
+ */
 export async function startServer (name: ServerName, logDir: string, timeoutMs = 60_000): Promise<ServerHandle> {
+  if (name === 'cross-instance') {
+    const env = { BENCH_KEY_PREFIX: `mcp-bench:${process.pid}:${Date.now()}:` }
+    const a = await startProcess('fastify-mcp-sse-redis', 'cross-instance-a', logDir, timeoutMs, env)
+    const b = await startProcess('fastify-mcp-sse-redis', 'cross-instance-b', logDir, timeoutMs, env).catch(async (err: unknown) => { await a.stop(); throw err })
+    return {
+      name,
+      port: a.port,
+      postPort: b.port,
+      pid: a.pid,
+      get exited () { return a.exited ?? b.exited },
+      logPath: a.logPath,
+      mem: () => a.mem(),
+      async stop () { await Promise.all([a.stop(), b.stop()]) }
+    }
+  }
+  return await startProcess(name, name, logDir, timeoutMs, {})
+}
+
+async function startProcess (file: string, label: string, logDir: string, timeoutMs: number, env: Record<string, string>): Promise<ServerHandle> {
+  const name = label as ServerName
   mkdirSync(logDir, { recursive: true })
-  const logPath = join(logDir, `${name}.log`)
+  const logPath = join(logDir, `${label}.log`)
   const log = createWriteStream(logPath, { flags: 'a' })
   await new Promise(resolve => log.once('open', resolve))
   log.write(`\n--- ${new Date().toISOString()} start ${name}\n`)
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(SERVERS_DIR, `${name}.ts`)], {
+  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(SERVERS_DIR, `${file}.ts`)], {
     cwd: ROOT,
+    env: { ...process.env, ...env },
     // stdout: the ready line, then the log; stderr: the log; ipc: the server exits when we go.
     stdio: ['ignore', 'pipe', 'pipe', 'ipc']
   })
@@ -84,6 +115,7 @@ export async function startServer (name: ServerName, logDir: string, timeoutMs =
   return {
     name,
     port: ready.port,
+    postPort: ready.port,
     pid: child.pid ?? -1,
     get exited () { return exited },
     logPath,
