@@ -2,46 +2,56 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifySchemaCompiler } from 'fastify'
 
-// JSON-RPC 2.0 message shapes as MCP uses them. Extra members are allowed (MCP adds
-// `_meta` and friends; the SDK is the judge of method-specific params), but every member
-// JSON-RPC defines must have its type.
+// JSON-RPC 2.0 message shapes exactly as the MCP SDK accepts them (its
+// JSONRPCMessageSchema): a message the SDK would drop must be refused here with a 400,
+// never accepted with a 202 and then left unanswered. test/schemas.test.ts checks the
+// two agree on generated messages, so an SDK upgrade that moves the line is caught.
 
 const JsonRpcVersion = Type.Literal('2.0')
-// MCP forbids null request ids; the SDK takes strings and integers.
-export const RequestId = Type.Union([Type.String(), Type.Integer()])
-const Params = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Array(Type.Unknown())])
+// zod's int() means a safe integer.
+const SafeInteger = Type.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER })
+// MCP forbids null request ids; the SDK takes strings and (safe) integers.
+export const RequestId = Type.Union([Type.String(), SafeInteger])
+
+// `_meta` of params and results: any members, but the ones MCP defines have their types.
+const Meta = Type.Object({
+  progressToken: Type.Optional(RequestId),
+  'io.modelcontextprotocol/related-task': Type.Optional(Type.Object({ taskId: Type.String() }))
+})
+// Params are an object (MCP uses no positional params) whose `_meta`, if any, is a Meta.
+const Params = Type.Object({ _meta: Type.Optional(Meta) })
+const strict = { additionalProperties: false }
 
 export const JsonRpcRequest = Type.Object({
   jsonrpc: JsonRpcVersion,
   id: RequestId,
   method: Type.String(),
   params: Type.Optional(Params)
-})
+}, strict)
 
+// No `id` member at all: a message with a method and any id is a request, and a bad id
+// must not let it pass as a notification.
 export const JsonRpcNotification = Type.Object({
   jsonrpc: JsonRpcVersion,
   method: Type.String(),
-  params: Type.Optional(Params),
-  // A message with a method and any `id` is a request: a bad id must not let it pass as a
-  // notification (it would be accepted and never answered).
-  id: Type.Optional(Type.Never())
-})
+  params: Type.Optional(Params)
+}, strict)
 
 export const JsonRpcResponse = Type.Object({
   jsonrpc: JsonRpcVersion,
   id: RequestId,
-  result: Type.Record(Type.String(), Type.Unknown())
-})
+  result: Type.Object({ _meta: Type.Optional(Meta) })
+}, strict)
 
 export const JsonRpcErrorResponse = Type.Object({
   jsonrpc: JsonRpcVersion,
-  id: Type.Union([RequestId, Type.Null()]),
+  id: Type.Optional(RequestId),
   error: Type.Object({
-    code: Type.Integer(),
+    code: SafeInteger,
     message: Type.String(),
     data: Type.Optional(Type.Unknown())
   })
-})
+}, strict)
 
 export const JsonRpcMessage = Type.Union([JsonRpcRequest, JsonRpcNotification, JsonRpcResponse, JsonRpcErrorResponse])
 export const JsonRpcBatch = Type.Array(JsonRpcMessage, { minItems: 1 })

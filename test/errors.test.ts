@@ -485,7 +485,7 @@ t.test('no error body echoes the request body', async t => {
     t.ok(res.status >= 400, `${what}: refused (${res.status})`)
     t.notOk(res.text.includes(marker.slice(0, 20)), `${what}: the marker is not in the answer`)
   }
-  const unknownSession = await postJson(`${base}/messages?sessionId=nope`, { jsonrpc: '2.0', id: 1, method: 'ping', note: marker })
+  const unknownSession = await postJson(`${base}/messages?sessionId=nope`, { jsonrpc: '2.0', id: 1, method: 'ping', params: { note: marker } })
   t.equal(unknownSession.status, 404)
   t.notOk(unknownSession.text.includes(marker.slice(0, 20)), 'unknown session: the marker is not in the answer')
   t.equal((await postJson(url, initialize(1))).status, 202, `the session ${sessionId} still works`)
