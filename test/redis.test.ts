@@ -161,6 +161,22 @@ t.test('when the owner instance closes, its sessions leave Redis and POSTs elsew
   }
 })
 
+t.test('a session that ends is refused at once through an instance that had routed to it', async t => {
+  const keyPrefix = testPrefix()
+  const a = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
+  const s = await RawStream.open(`${a.base}/sse`)
+  const id = sessionIdOf(await s.endpoint(a.base))
+  // B looks the owner up once and reuses it for the following POSTs.
+  for (let i = 1; i <= 3; i++) t.equal((await post(`${b.base}/messages?sessionId=${id}`, initialize(i))).status, 202)
+  s.close()
+  await until(() => a.app.mcpSessions.size === 0, 5000, 'the session to end on A')
+  // The end is announced on the closed channel; B drops its cached route on it.
+  await until(() => false, 100, 'the announcement').catch(() => {})
+  const res = await post(`${b.base}/messages?sessionId=${id}`, { jsonrpc: '2.0', id: 9, method: 'ping' })
+  t.equal(res.status, 404)
+})
+
 t.test('an instance that dies leaves nothing that accepts POSTs: 404 at once, entries expire', async t => {
   const keyPrefix = testPrefix()
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/instance.ts'], {

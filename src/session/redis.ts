@@ -42,6 +42,23 @@ interface Envelope {
 
 export type RouteResult = 'delivered' | 'not_found' | 'forbidden'
 
+/** Who posted a forwarded message, when the POST was authenticated. */
+export interface ForwardAuth {
+  authInfo: AuthInfo
+  principal: string
+}
+
+/** Where a session lives, as another instance last looked it up. */
+interface Route {
+  owner: string
+  principal: string | undefined
+  until: number
+}
+
+/** How long a looked-up owner is reused; ended sessions are also announced at once. */
+const ROUTE_CACHE_MS = 5_000
+const ROUTE_CACHE_MAX = 100_000
+
 /**
  * The session store of a cluster: sessions live in this process (streams cannot move),
  * and a Redis hash per session says which instance holds it and for whom. A POST that
@@ -60,8 +77,12 @@ export class RedisSessionStore extends MemorySessionStore {
   readonly #connectTimeout: number
   #refreshTimer: NodeJS.Timeout | undefined
   #healthy = true
-  /** Per-session chains: POSTs for one session are published in the order they arrived. */
+  /** Per-session chains of messages waiting for their session's lookup, in arrival order. */
   #chains = new Map<string, Promise<unknown>>()
+  /** Owners (and principals) of sessions held elsewhere, as last looked up. */
+  #routes = new Map<string, Route>()
+  /** Ended sessions are announced here, so other instances drop their cached routes. */
+  readonly #closedChannel: string
 
   constructor (options: McpRedisOptions, log: FastifyBaseLogger) {
     super()
@@ -69,6 +90,7 @@ export class RedisSessionStore extends MemorySessionStore {
     this.#ttl = options.sessionTtl ?? 60_000
     this.#connectTimeout = options.connectTimeout ?? 5_000
     this.#channel = `${this.#prefix}instance:${this.instanceId}`
+    this.#closedChannel = `${this.#prefix}closed`
     this.#log = log
     // Fail fast while Redis is away (503 to the client) instead of queueing POSTs forever.
     const ours: RedisOptions = {
@@ -130,7 +152,7 @@ export class RedisSessionStore extends MemorySessionStore {
         Promise.all([connect(this.#cmd), connect(this.#sub)]),
         new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${this.#connectTimeout} ms`)), this.#connectTimeout) })
       ])
-      await this.#sub.subscribe(this.#channel)
+      await this.#sub.subscribe(this.#channel, this.#closedChannel)
     } catch (err) {
       await this.#disconnect()
       throw new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE((err as Error).message)
@@ -157,6 +179,7 @@ export class RedisSessionStore extends MemorySessionStore {
     const had = super.delete(id)
     if (had && this.#cmd.status === 'ready') {
       this.#cmd.del(this.#key(id)).catch(() => {})
+      this.#cmd.publish(this.#closedChannel, id).catch(() => {})
     }
     return had
   }
@@ -215,45 +238,74 @@ export class RedisSessionStore extends MemorySessionStore {
   /**
    * Hands messages for a session this instance does not hold to its owner. Rejects with
    * FST_ERR_MCP_SSE_REDIS_UNAVAILABLE while Redis is down.
+   *
+   * Order: PUBLISH commands go out on one connection in the order they are issued, and
+   * Redis delivers them in that order. So a message is published at once when the
+   * session's owner is known (cached) and nothing for that session is still waiting;
+   * otherwise it queues behind the session's pending lookup, in arrival order.
    */
-  route (id: string, messages: JSONRPCMessage[], headers: IncomingHttpHeaders, auth: { authInfo: AuthInfo, principal: string } | undefined): Promise<RouteResult> {
+  route (id: string, messages: JSONRPCMessage[], headers: IncomingHttpHeaders, auth: ForwardAuth | undefined): Promise<RouteResult> {
+    this.#requireReady()
+    const cached = this.#routes.get(id)
+    if (cached !== undefined && cached.until > Date.now() && !this.#chains.has(id) &&
+        (auth === undefined || cached.principal !== undefined)) {
+      return this.#publish(id, cached, messages, headers, auth)
+    }
     const previous = this.#chains.get(id) ?? Promise.resolve()
-    const next = previous.catch(() => {}).then(() => this.#route(id, messages, headers, auth))
-    this.#chains.set(id, next)
-    const forget = (): void => { if (this.#chains.get(id) === next) this.#chains.delete(id) }
-    next.then(forget, forget)
-    return next
+    // Resolves once this message's PUBLISH is issued (or it was refused); the boxed
+    // promise is its outcome.
+    const step = previous.then(async (): Promise<{ outcome: Promise<RouteResult> }> => {
+      const route = await this.#resolve(id, auth)
+      return { outcome: typeof route === 'string' ? Promise.resolve(route) : this.#publish(id, route, messages, headers, auth) }
+    })
+    this.#chains.set(id, step)
+    const forget = (): void => { if (this.#chains.get(id) === step) this.#chains.delete(id) }
+    step.then(forget, forget)
+    return step.then(x => x.outcome)
   }
 
-  async #route (id: string, messages: JSONRPCMessage[], headers: IncomingHttpHeaders, auth: { authInfo: AuthInfo, principal: string } | undefined): Promise<RouteResult> {
+  /** Looks the session up (binding an unbound one to the poster) and caches the answer. */
+  async #resolve (id: string, auth: ForwardAuth | undefined): Promise<Route | 'not_found'> {
     this.#requireReady()
-    const key = this.#key(id)
-    const entry = await this.#cmd.hmget(key, 'owner', 'principal')
+    const entry = await this.#cmd.hmget(this.#key(id), 'owner', 'principal')
     const owner = entry[0]
-    if (owner === null || owner === undefined) return 'not_found'
-    let principal = entry[1] ?? undefined
-    if (auth !== undefined) {
-      if (principal === undefined) principal = await this.bindPrincipal(id, auth.principal)
-      if (principal !== auth.principal) return 'forbidden'
+    if (owner === null || owner === undefined) {
+      this.#routes.delete(id)
+      return 'not_found'
     }
+    let principal = entry[1] ?? undefined
+    if (auth !== undefined && principal === undefined) principal = await this.bindPrincipal(id, auth.principal)
+    if (this.#routes.size >= ROUTE_CACHE_MAX) this.#routes.clear()
+    const route: Route = { owner, principal, until: Date.now() + ROUTE_CACHE_MS }
+    this.#routes.set(id, route)
+    return route
+  }
+
+  /** Issues the PUBLISH now (synchronously), checks the principal first. */
+  #publish (id: string, route: Route, messages: JSONRPCMessage[], headers: IncomingHttpHeaders, auth: ForwardAuth | undefined): Promise<RouteResult> {
+    if (auth !== undefined && route.principal !== auth.principal) return Promise.resolve('forbidden')
     const envelope: Envelope = { s: id, m: messages, h: headers }
     if (auth !== undefined) {
       envelope.a = auth.authInfo
       envelope.p = auth.principal
     }
-    const receivers = await this.#cmd.publish(`${this.#prefix}instance:${owner}`, JSON.stringify(envelope))
-    if (receivers === 0) {
+    return this.#cmd.publish(`${this.#prefix}instance:${route.owner}`, JSON.stringify(envelope)).then(async receivers => {
+      if (receivers > 0) return 'delivered'
       // Nobody listens on the owner's channel: that instance is gone. Drop its entry
       // (unless a live owner re-registered it meanwhile) so the id stops resolving.
+      this.#routes.delete(id)
       await this.#cmd.eval(
         "if redis.call('hget', KEYS[1], 'owner') == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-        1, key, owner)
+        1, this.#key(id), route.owner)
       return 'not_found'
-    }
-    return 'delivered'
+    })
   }
 
-  #onMessage = (_channel: Buffer, payload: Buffer): void => {
+  #onMessage = (channel: Buffer, payload: Buffer): void => {
+    if (channel.length === this.#closedChannel.length && channel.toString() === this.#closedChannel) {
+      this.#routes.delete(payload.toString())
+      return
+    }
     let envelope: Envelope
     try {
       envelope = JSON.parse(payload.toString('utf8')) as Envelope
