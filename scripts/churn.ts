@@ -16,6 +16,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import mcpSse from '../src/index.js'
 import { buildExampleServer } from '../example/mcp-server.js'
 import { exposeGc, sleep, type SseEvent } from './fuzz.js'
+import { parseSseEvents } from '../test/helpers.js'
 
 /** Where the client leaves (or the server ends the session). */
 export const KINDS = [
@@ -121,18 +122,7 @@ export class Stream {
     res.setEncoding('utf8')
     res.on('data', (chunk: string) => {
       this.bytes += chunk.length
-      this.#buffer += chunk
-      let i
-      while ((i = this.#buffer.indexOf('\n\n')) !== -1) {
-        const raw = this.#buffer.slice(0, i)
-        this.#buffer = this.#buffer.slice(i + 2)
-        const ev: SseEvent = { event: 'message', data: '' }
-        for (const line of raw.split('\n')) {
-          if (line.startsWith('event: ')) ev.event = line.slice(7)
-          else if (line.startsWith('data: ')) ev.data += line.slice(6)
-        }
-        this.events.push(ev)
-      }
+      this.#buffer = parseSseEvents(this.#buffer + chunk, this.events)
       this.#wake()
     })
     res.on('error', () => {})

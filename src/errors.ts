@@ -134,7 +134,7 @@ export interface ErrorContext {
 export function jsonRpcError (type: McpErrorType, message: string, ctx: ErrorContext = {}): JsonRpcErrorBody {
   return {
     jsonrpc: '2.0',
-    id: typeof ctx.id === 'string' || typeof ctx.id === 'number' ? ctx.id : null,
+    id: typeof ctx.id === 'string' || (typeof ctx.id === 'number' && Number.isFinite(ctx.id)) ? ctx.id : null,
     error: {
       code: ERROR_TABLE[type].code,
       message,

@@ -3,13 +3,12 @@ import fp from 'fastify-plugin'
 import bytes from 'bytes'
 import {
   ERROR_TABLE,
-  FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN,
   errorTypeOf,
   jsonRpcError,
   type McpErrorType
 } from './errors.js'
 import { resolveOptions, type McpSseOptions, type ResolvedOptions } from './options.js'
-import { corsHook } from './cors.js'
+import { requestGuard } from './guard.js'
 import { validatorCompiler } from './schemas.js'
 import type { RouteContext } from './routes/context.js'
 import { MemorySessionStore, type McpSessionStore } from './session/store.js'
@@ -42,23 +41,6 @@ interface ScopeContext {
   options: ResolvedOptions
   store: McpSessionStore
   remote: RedisSessionStore | undefined
-}
-
-/** DNS-rebinding protection: browsers' Origin, and the Host a rebound name would carry. */
-function originCheck (origins: ReadonlySet<string> | undefined, hosts: ReadonlySet<string> | undefined): onRequestHookHandler {
-  return function mcpOriginCheck (request, _reply, done) {
-    const origin = request.headers.origin
-    if (origins !== undefined && origin !== undefined && !origins.has(origin)) {
-      done(new FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN('Origin', origin.slice(0, 200)))
-      return
-    }
-    const host = request.headers.host
-    if (hosts !== undefined && (host === undefined || !hosts.has(host.toLowerCase()))) {
-      done(new FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN('Host', (host ?? '').slice(0, 200)))
-      return
-    }
-    done()
-  }
 }
 
 function errorMessage (type: McpErrorType, err: FastifyError, options: ResolvedOptions): string {
@@ -122,29 +104,27 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
       }))
   })
 
-  // Route-level hooks, in this order: Origin allowlist (403 before anything else), CORS
-  // (answers preflights), then auth (only where `auth.endpoints` asks for it).
-  const common: onRequestHookHandler[] = []
-  if (options.allowedOrigins !== undefined || options.allowedHosts !== undefined) {
-    common.push(originCheck(options.allowedOrigins, options.allowedHosts))
-  }
-  if (options.cors !== false) common.push(corsHook(options.cors))
+  // Route-level hooks: the guard (Origin/Host allowlists, CORS, content type), then auth
+  // where `auth.endpoints` asks for it.
   const auth = options.auth
-  const withAuth = (on: boolean): onRequestHookHandler[] => auth !== undefined && on ? [...common, authHook(auth.provider)] : common
+  const hooks = (requireJson: boolean, authOn: boolean): onRequestHookHandler[] => {
+    const guard = requestGuard(options, requireJson)
+    return auth !== undefined && authOn ? [guard, authHook(auth.provider)] : [guard]
+  }
 
   const routes: RouteContext = {
     options,
     store,
     remote,
     messagePath: scope.prefix.replace(/\/+$/, '') + options.messageEndpoint,
-    hooks: { sse: withAuth(auth?.sse ?? false), messages: withAuth(auth?.messages ?? false) }
+    hooks: { sse: hooks(false, auth?.sse ?? false), messages: hooks(true, auth?.messages ?? false) }
   }
   sseRoute(scope, routes)
   messagesRoute(scope, routes)
   if (options.cors !== false) {
     // The CORS hook answers preflights; these routes make the exact paths match.
     for (const url of [options.endpoint, options.messageEndpoint]) {
-      scope.options(url, { onRequest: common, config: { cors: false } }, (_request, reply) => { reply.code(204).send() })
+      scope.options(url, { onRequest: hooks(false, false), config: { cors: false } }, (_request, reply) => { reply.code(204).send() })
     }
   }
 }

@@ -57,6 +57,27 @@ export interface SseEvent {
   data: string
 }
 
+/**
+ * Moves every complete event of `buffer` (the plugin's framing: `event:` and `data:` lines,
+ * a blank line after each) into `out`; returns what is left, an incomplete event.
+ */
+export function parseSseEvents (buffer: string, out: SseEvent[]): string {
+  let i
+  while ((i = buffer.indexOf('\n\n')) !== -1) {
+    const raw = buffer.slice(0, i)
+    buffer = buffer.slice(i + 2)
+    const ev: SseEvent = { event: 'message', data: '' }
+    const data: string[] = []
+    for (const line of raw.split('\n')) {
+      if (line.startsWith('event: ')) ev.event = line.slice(7)
+      else if (line.startsWith('data: ')) data.push(line.slice(6))
+    }
+    ev.data = data.join('\n')
+    out.push(ev)
+  }
+  return buffer
+}
+
 /** A raw SSE stream read with node:http, one parsed event at a time. */
 export class RawStream {
   readonly res: http.IncomingMessage
@@ -71,20 +92,7 @@ export class RawStream {
     this.res = res
     res.setEncoding('utf8')
     res.on('data', (chunk: string) => {
-      this.#buffer += chunk
-      let i
-      while ((i = this.#buffer.indexOf('\n\n')) !== -1) {
-        const raw = this.#buffer.slice(0, i)
-        this.#buffer = this.#buffer.slice(i + 2)
-        const ev: SseEvent = { event: 'message', data: '' }
-        const data: string[] = []
-        for (const line of raw.split('\n')) {
-          if (line.startsWith('event: ')) ev.event = line.slice(7)
-          else if (line.startsWith('data: ')) data.push(line.slice(6))
-        }
-        ev.data = data.join('\n')
-        this.#events.push(ev)
-      }
+      this.#buffer = parseSseEvents(this.#buffer + chunk, this.#events)
       this.#wake()
     })
     res.on('close', () => { this.ended = true; this.#wake() })

@@ -46,9 +46,9 @@ export function killAllServers (): void {
  */
 export async function startServer (name: ServerName, logDir: string, timeoutMs = 60_000): Promise<ServerHandle> {
   if (name === 'cross-instance') {
-    const env = { BENCH_KEY_PREFIX: `mcp-bench:${process.pid}:${Date.now()}:` }
-    const a = await startProcess('fastify-mcp-sse-redis', 'cross-instance-a', logDir, timeoutMs, env)
-    const b = await startProcess('fastify-mcp-sse-redis', 'cross-instance-b', logDir, timeoutMs, env).catch(async (err: unknown) => { await a.stop(); throw err })
+    const env = { BENCH_REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', BENCH_KEY_PREFIX: `mcp-bench:${process.pid}:${Date.now()}:` }
+    const a = await startProcess('fastify-mcp-sse', 'cross-instance-a', logDir, timeoutMs, env)
+    const b = await startProcess('fastify-mcp-sse', 'cross-instance-b', logDir, timeoutMs, env).catch(async (err: unknown) => { await a.stop(); throw err })
     return {
       name,
       port: a.port,

@@ -2,10 +2,13 @@
 // feature on: TypeBox schemas, content-type check, session lookup, CORS, Origin allowlist
 // (requests without Origin pass, as MCP clients send none), keep-alive pings, bounded
 // buffers with backpressure, the session cap.
+// With BENCH_REDIS_URL set it shares sessions through that Redis instead (one instance of
+// the `cross-instance` pair; BENCH_KEY_PREFIX keeps a run's keys apart).
 import Fastify from 'fastify'
 import mcpSse from '../../src/index.js'
 import { announce, buildEchoServer, listenHost, listenPort, memReport } from './common.js'
 
+const redisUrl = process.env.BENCH_REDIS_URL
 const app = Fastify({ logger: false })
 await app.register(mcpSse, {
   server: () => buildEchoServer(),
@@ -15,7 +18,8 @@ await app.register(mcpSse, {
   // Above the default (10,000) so the connection-scale scenario's 10,000 sessions fit
   // whatever is still closing from before; the cap is checked all the same.
   maxSessions: 20_000,
-  allowedOrigins: ['http://127.0.0.1']
+  allowedOrigins: ['http://127.0.0.1'],
+  ...(redisUrl !== undefined ? { redis: { url: redisUrl, keyPrefix: process.env.BENCH_KEY_PREFIX ?? 'mcp-bench:' } } : {})
 })
 app.get('/__mem', async () => memReport(app.mcpSessions.size))
 

@@ -1,10 +1,9 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { JSONRPCMessage, MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js'
 import {
   FST_ERR_MCP_SSE_HANDLER_ERROR,
-  FST_ERR_MCP_SSE_SESSION_NOT_FOUND,
-  FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE
+  FST_ERR_MCP_SSE_SESSION_NOT_FOUND
 } from '../errors.js'
 import type { RouteContext } from './context.js'
 import { toAuthInfo } from '../auth/hook.js'
@@ -12,18 +11,6 @@ import { MessageBody } from '../schemas.js'
 import type { SseSession } from '../session/session.js'
 import type { RedisSessionStore } from '../session/redis.js'
 import type { AuthResult } from '../auth/types.js'
-
-/** Rejects anything but `application/json` before a byte of the body is read. */
-const requireJson: onRequestHookHandler = function requireJson (request, _reply, done) {
-  const header = request.headers['content-type']
-  const semi = header === undefined ? -1 : header.indexOf(';')
-  const type = header === undefined ? '' : (semi === -1 ? header : header.slice(0, semi)).trim().toLowerCase()
-  if (type !== 'application/json') {
-    done(new FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE(type === '' ? '(none)' : type.slice(0, 100)))
-    return
-  }
-  done()
-}
 
 /** `POST {messageEndpoint}?sessionId=`: hands JSON-RPC messages to the session's server. */
 export function messagesRoute (scope: FastifyInstance, ctx: RouteContext): void {
@@ -41,7 +28,7 @@ export function messagesRoute (scope: FastifyInstance, ctx: RouteContext): void 
   scope.withTypeProvider<TypeBoxTypeProvider>().post(options.messageEndpoint, {
     bodyLimit: options.maxMessageSize,
     schema: { body: MessageBody },
-    onRequest: [...ctx.hooks.messages, requireJson],
+    onRequest: ctx.hooks.messages,
     config: { cors: false }
   }, function postMessage (request, reply): Promise<void> | void {
     const query = request.query as { sessionId?: unknown }
