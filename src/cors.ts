@@ -19,14 +19,16 @@ export function corsResponder (cors: ResolvedCors): (request: FastifyRequest, re
     // The answer depends on the request's Origin: caches must key on it.
     if (!anyOrigin) reply.header('vary', 'Origin')
     const origin = request.headers.origin
-    // Only browsers send Origin, and only they read CORS headers: MCP clients in other
-    // runtimes get none of them.
-    if (origin === undefined) return false
+    const preflight = request.method === 'OPTIONS'
+    // Only browsers send Origin, and only they read CORS headers: other MCP clients get
+    // none of them on their GETs and POSTs.
+    if (origin === undefined && !preflight) return false
     if (anyOrigin) reply.header('access-control-allow-origin', '*')
-    else if (allowed.has(origin)) reply.header('access-control-allow-origin', origin)
+    else if (origin !== undefined && allowed.has(origin)) reply.header('access-control-allow-origin', origin)
     reply.header('access-control-expose-headers', cors.exposedHeaders)
-    if (request.method !== 'OPTIONS') return false
-    // Preflights are answered here, before auth: browsers send them without credentials.
+    if (!preflight) return false
+    // Every OPTIONS is answered here, before auth (browsers send preflights without
+    // credentials) and before any body would be read.
     reply
       .header('access-control-allow-methods', cors.methods)
       .header('access-control-allow-headers', cors.allowedHeaders)

@@ -316,3 +316,22 @@ for (const order of ['before', 'after'] as const) {
     t.equal(res.headers['access-control-expose-headers'], EXPOSE)
   })
 }
+
+t.test('an OPTIONS request without Origin, even with a body, is answered 204 before any body is read', async t => {
+  const { base } = await startApp(t)
+  for (const path of ['/sse', '/messages']) {
+    const res = await fetch(`${base}${path}`, { method: 'OPTIONS', body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' })
+    t.equal(res.status, 204, path)
+    t.equal(res.headers.get('access-control-allow-origin'), '*')
+    t.equal(res.headers.get('access-control-allow-methods'), 'GET, POST, OPTIONS')
+  }
+})
+
+t.test('plain requests without Origin carry no CORS headers (only browsers read them)', async t => {
+  const { base } = await startApp(t)
+  const res = await fetch(`${base}/messages?sessionId=x`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' })
+  t.equal(res.status, 404)
+  t.equal(res.headers.get('access-control-allow-origin'), null)
+  const withOrigin = await fetch(`${base}/messages?sessionId=x`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://a.example' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' })
+  t.equal(withOrigin.headers.get('access-control-allow-origin'), '*')
+})
