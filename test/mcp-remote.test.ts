@@ -7,13 +7,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import type { FastifyInstance } from 'fastify'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { ApiKeyAuthProvider, type McpSseOptions } from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
-import { startApp, until, type TestApp } from './helpers.js'
+import { ApiKeyAuthProvider } from '../src/index.js'
+import { startObservedApp, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const PKG_DIR = join(root, 'node_modules/mcp-remote')
@@ -24,31 +22,6 @@ const PROXY = join(PKG_DIR, pkg.bin['mcp-remote'] as string)
 
 const home = mkdtempSync(join(tmpdir(), 'mcp-remote-test-'))
 t.teardown(() => rmSync(home, { recursive: true, force: true }))
-
-interface McpApp extends TestApp {
-  /** clientInfo of every session that initialized. */
-  clients: Array<{ name: string, version: string } | undefined>
-  /** Method and path of every request the app received. */
-  requests: string[]
-}
-
-async function startMcp (t: Test, opts: Partial<McpSseOptions> = {}): Promise<McpApp> {
-  const clients: McpApp['clients'] = []
-  const requests: string[] = []
-  const started = await startApp(t, {
-    server: () => {
-      const server = buildExampleServer()
-      server.server.oninitialized = () => { clients.push(server.server.getClientVersion()) }
-      return server
-    },
-    ...opts
-  }, {
-    before: (app: FastifyInstance) => {
-      app.addHook('onRequest', async request => { requests.push(`${request.method} ${request.url.split('?')[0] as string}`) })
-    }
-  })
-  return { ...started, clients, requests }
-}
 
 interface Bridge { client: Client, transport: StdioClientTransport, stderr: () => string }
 
@@ -89,7 +62,7 @@ function text (result: unknown): string {
 }
 
 t.test(`mcp-remote ${pkg.version} --transport sse-only: initialize, list tools, call echo`, async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const { client, stderr } = await bridge(t, `${mcp.base}/sse`, ['--transport', 'sse-only'])
   t.same(client.getServerVersion(), { name: 'fastify-mcp-sse-example', version: '1.0.0' }, 'the plugin\'s server answered initialize')
   const { tools } = await client.listTools()
@@ -103,7 +76,7 @@ t.test(`mcp-remote ${pkg.version} --transport sse-only: initialize, list tools, 
 })
 
 t.test('progress notifications of a long call are relayed to the stdio client', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const { client } = await bridge(t, `${mcp.base}/sse`, ['--transport', 'sse-only'])
   const progress: number[] = []
   const result = await client.callTool({ name: 'countdown', arguments: { from: 3, intervalMs: 20 } }, undefined,
@@ -113,7 +86,7 @@ t.test('progress notifications of a long call are relayed to the stdio client', 
 })
 
 t.test('the default strategy (http-first) falls back to SSE on the 404 of POST /sse', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const { client, stderr } = await bridge(t, `${mcp.base}/sse`, [])
   t.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'fell back' } })), 'fell back')
   t.ok(mcp.requests.includes('POST /sse'), 'it tried Streamable HTTP first')
@@ -122,14 +95,14 @@ t.test('the default strategy (http-first) falls back to SSE on the 404 of POST /
 })
 
 t.test('an API key passed with --header reaches both the stream and the POSTs', async t => {
-  const mcp = await startMcp(t, { auth: { provider: new ApiKeyAuthProvider({ keys: ['k'] }) } })
+  const mcp = await startObservedApp(t, { auth: { provider: new ApiKeyAuthProvider({ keys: ['k'] }) } })
   const { client } = await bridge(t, `${mcp.base}/sse`, ['--transport', 'sse-only', '--header', 'x-api-key:k'])
   t.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'keyed' } })), 'keyed')
   t.equal(mcp.clients.length, 1)
 })
 
 t.test('closing the client ends mcp-remote, and every session it opened closes on the server', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const { client, transport } = await bridge(t, `${mcp.base}/sse`, ['--transport', 'sse-only'])
   t.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'bye' } })), 'bye')
   const pid = transport.pid
@@ -142,7 +115,7 @@ t.test('closing the client ends mcp-remote, and every session it opened closes o
 })
 
 t.test('the streams mcp-remote opens only to probe for auth are reclaimed when it aborts them; its own session lives on', async t => {
-  const mcp = await startMcp(t)
+  const mcp = await startObservedApp(t)
   const { client } = await bridge(t, `${mcp.base}/sse`, ['--transport', 'sse-only'])
   // mcp-remote 0.15 probes the URL with GETs (for a 401 challenge) and never reads or cancels
   // those bodies: each is a real session here until the probe's AbortSignal.timeout (5 s and
