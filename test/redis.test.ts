@@ -144,6 +144,24 @@ t.test('with endpoints.sse false, the first poster through any instance owns the
   t.equal(JSON.parse((await s.next('message')).data).id, 3)
 })
 
+t.test('a session bound elsewhere is refused on its owner instance even before the owner hears of the binding', async t => {
+  const keyPrefix = testPrefix()
+  const provider = new ApiKeyAuthProvider({ keys: [{ key: 'k-alice', principal: 'alice' }] })
+  const a = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix }, auth: { provider, endpoints: { sse: false } } })
+  const s = await RawStream.open(`${a.base}/sse`)
+  t.teardown(() => s.close())
+  const id = sessionIdOf(await s.endpoint(a.base))
+  // The registry already names another owner (bound through another instance), while
+  // A's own copy of the session is still unbound.
+  const redis = redisClient(t)
+  await until(() => a.app.mcpSessions.has(id), 1000, 'local')
+  await redis.hset(`${keyPrefix}session:${id}`, 'principal', 'mallory')
+  const res = await post(`${a.base}/messages?sessionId=${id}`, initialize(1), { 'x-api-key': 'k-alice' })
+  t.equal(res.status, 404)
+  t.equal(a.app.mcpSessions.get(id)?.principal, undefined, 'not bound to the refused caller')
+  await t.rejects(s.next('message', 300), /timed out/, 'nothing delivered')
+})
+
 t.test('when the owner instance closes, its sessions leave Redis and POSTs elsewhere answer 404', async t => {
   const keyPrefix = testPrefix()
   const a = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })

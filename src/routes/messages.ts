@@ -45,7 +45,9 @@ export function messagesRoute (scope: FastifyInstance, ctx: RouteContext): void 
     if (auth !== null && session.principal === undefined && remote !== undefined) {
       // First poster of an unbound session: the binding must be cluster-wide.
       return remote.bindPrincipal(session.id, auth.principal).then(owner => {
-        if (owner === auth.principal) session.bind(auth)
+        // Another principal bound it first (through another instance): not this caller's.
+        if (owner !== auth.principal) refuse(request, session.id, auth.principal)
+        session.bind(auth)
         deliver(request, reply, session, body)
       })
     }
