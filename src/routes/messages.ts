@@ -21,7 +21,7 @@ export function messagesRoute (scope: FastifyInstance, ctx: RouteContext): void 
   scope.removeAllContentTypeParsers()
   scope.addContentTypeParser(
     'application/json',
-    { parseAs: 'string', bodyLimit: options.maxMessageSize },
+    { parseAs: 'string' },
     scope.getDefaultJsonParser('error', 'error')
   )
 
