@@ -1,4 +1,6 @@
 import createError from '@fastify/error'
+import bytes from 'bytes'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 
 /**
  * What went wrong, as it appears in `error.data.type` of every JSON-RPC error body the
@@ -17,7 +19,7 @@ export type McpErrorType =
   | 'service_unavailable'
   | 'internal_error'
 
-/** HTTP status and JSON-RPC error code of each error type. */
+/** HTTP status and JSON-RPC error code of each error type: the one place both are declared. */
 export const ERROR_TABLE: Readonly<Record<McpErrorType, { status: number, code: number }>> = {
   parse_error: { status: 400, code: -32700 },
   invalid_request: { status: 400, code: -32600 },
@@ -56,45 +58,59 @@ export const FST_ERR_MCP_SSE_INVALID_OPTION = createError<[string, string]>(
   TypeError
 )
 
-// Request-time errors. Each carries its table row through `mcpType`, read by the
-// plugin's error handler; statuses match the table.
+// Request-time errors. The error handler finds each one's table row by its code
+// (`typeByCode` below); the status comes from the table.
 export const FST_ERR_MCP_SSE_SESSION_NOT_FOUND = createError<[]>(
   'FST_ERR_MCP_SSE_SESSION_NOT_FOUND',
   'Session not found. Open a new SSE connection and use the endpoint it announces.',
-  404
+  ERROR_TABLE.session_not_found.status
 )
 export const FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE = createError<[string]>(
   'FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE',
   'Unsupported content type "%s": send application/json.',
-  415
+  ERROR_TABLE.unsupported_media_type.status
 )
 export const FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN = createError<[string, string]>(
   'FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN',
   '%s "%s" is not allowed.',
-  403
+  ERROR_TABLE.forbidden_origin.status
 )
 export const FST_ERR_MCP_SSE_TOO_MANY_SESSIONS = createError<[number]>(
   'FST_ERR_MCP_SSE_TOO_MANY_SESSIONS',
   'Too many open sessions (the limit is %d). Try again later.',
-  503
+  ERROR_TABLE.too_many_sessions.status
 )
 export const FST_ERR_MCP_SSE_HANDLER_ERROR = createError<[]>(
   'FST_ERR_MCP_SSE_HANDLER_ERROR',
   'The message handler failed.',
-  500
+  ERROR_TABLE.message_handler_error.status
 )
-
 export const FST_ERR_MCP_SSE_REDIS_UNAVAILABLE = createError<[string]>(
   'FST_ERR_MCP_SSE_REDIS_UNAVAILABLE',
   'fastify-mcp-sse: Redis is unavailable (%s). Check redis.url / redis.client and that the server is reachable.',
-  503
+  ERROR_TABLE.service_unavailable.status
 )
-
 export const FST_ERR_MCP_SSE_AUTHENTICATION = createError<[string]>(
   'FST_ERR_MCP_SSE_AUTHENTICATION',
   '%s',
-  401
+  ERROR_TABLE.authentication_error.status
 )
+
+/**
+ * A refused request: the provider's status (401, or 403 and the like) and headers such as
+ * `WWW-Authenticate` travel with the error to the handler.
+ */
+export class McpAuthenticationError extends FST_ERR_MCP_SSE_AUTHENTICATION {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+
+  constructor (message: string, status: number, headers: Record<string, string>) {
+    super(message)
+    this.status = status
+    this.statusCode = status
+    this.headers = headers
+  }
+}
 
 const typeByCode: Readonly<Record<string, McpErrorType>> = {
   FST_ERR_MCP_SSE_SESSION_NOT_FOUND: 'session_not_found',
@@ -114,10 +130,8 @@ const typeByCode: Readonly<Record<string, McpErrorType>> = {
 }
 
 /** Which row of the table an error thrown inside the plugin's scope belongs to. */
-export function errorTypeOf (err: { code?: string, statusCode?: number }): McpErrorType {
-  const byCode = err.code !== undefined ? typeByCode[err.code] : undefined
-  if (byCode !== undefined) return byCode
-  return 'internal_error'
+export function errorTypeOf (err: { code?: string }): McpErrorType {
+  return (err.code !== undefined ? typeByCode[err.code] : undefined) ?? 'internal_error'
 }
 
 export interface ErrorContext {
@@ -145,5 +159,69 @@ export function jsonRpcError (type: McpErrorType, message: string, ctx: ErrorCon
         connectionActive: ctx.connectionActive ?? false
       }
     }
+  }
+}
+
+/** The message of an error body, for the rows whose error text is not the whole story. */
+function errorMessage (type: McpErrorType, err: FastifyError, maxMessageSize: number): string {
+  switch (type) {
+    case 'parse_error':
+      return 'Parse error: the body is not valid JSON (or holds a forbidden __proto__ / constructor.prototype key).'
+    case 'message_too_large':
+      return `Message too large: the limit is ${bytes.format(maxMessageSize)}.`
+    case 'invalid_request': {
+      const first = err.validation?.[0]
+      if (first === undefined) return `Invalid Request: ${err.message}`
+      return `Invalid Request: ${first.message}${first.instancePath === '' ? '' : ` (at ${first.instancePath})`}`
+    }
+    case 'internal_error':
+      return 'Internal error.'
+    case 'service_unavailable':
+      return 'Service unavailable: the session is held by another instance and the link to it is down. Retry shortly.'
+    default:
+      return err.message
+  }
+}
+
+export interface ErrorHandlerContext {
+  maxMessageSize: number
+  /** Whether this instance holds an open session with this id (`data.connectionActive`). */
+  isOpen (sessionId: string): boolean
+}
+
+/** The error handler of the plugin's scope: every failure becomes a JSON-RPC error body. */
+export function mcpErrorHandler ({ maxMessageSize, isOpen }: ErrorHandlerContext) {
+  return function mcpErrorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+    let type = errorTypeOf(err)
+    let status = ERROR_TABLE[type].status
+    if (type === 'internal_error' && typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      // Some other client error Fastify raised (a malformed request line, say).
+      type = 'invalid_request'
+      status = err.statusCode
+    } else if (err instanceof McpAuthenticationError) {
+      status = err.status
+      reply.headers(err.headers)
+    }
+    if (type === 'service_unavailable') {
+      reply.header('retry-after', '1')
+      request.log.warn({ err }, 'fastify-mcp-sse: a cross-instance message could not be routed')
+    } else if (status >= 500) {
+      request.log.error({ err }, 'fastify-mcp-sse: request failed')
+    }
+
+    const body: unknown = request.body
+    const msg = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : undefined
+    const query = request.query as Record<string, unknown> | undefined
+    const sessionId = typeof query?.sessionId === 'string' ? query.sessionId : undefined
+    reply
+      .code(status)
+      .type('application/json; charset=utf-8')
+      .send(jsonRpcError(type, errorMessage(type, err, maxMessageSize), {
+        id: msg?.id,
+        method: msg?.method,
+        sessionId,
+        // A refused hijack must look exactly like an unknown session.
+        connectionActive: type !== 'session_not_found' && sessionId !== undefined && isOpen(sessionId)
+      }))
   }
 }

@@ -1,18 +1,9 @@
 import bytes from 'bytes'
 import type { FastifyRequest } from 'fastify'
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
+import type { Redis } from 'ioredis'
 import { FST_ERR_MCP_SSE_INVALID_OPTION } from './errors.js'
 import type { AuthProvider, AuthResult, McpAuthOptions } from './auth/types.js'
-import type { McpRedisOptions } from './session/redis.js'
-
-/**
- * What an MCP server needs from the plugin: something it can `connect()` a transport to
- * and `close()`. The SDK's `McpServer` and low-level `Server` both fit.
- */
-export interface McpServerLike {
-  connect (transport: Transport): Promise<void>
-  close (): Promise<void>
-}
+import type { McpServerLike } from './mcp.js'
 
 /** Passed to the `server` factory once per session. */
 export interface McpSessionContext {
@@ -38,10 +29,30 @@ export interface McpSseCorsOptions {
   maxAge?: string
 }
 
+/** Sharing sessions between instances through Redis. */
+export interface McpRedisOptions {
+  /** An `ioredis` client you own (the plugin duplicates it for pub/sub and never quits it). */
+  client?: Redis
+  /** Or a Redis URL, such as "redis://127.0.0.1:6379"; the plugin owns those connections. */
+  url?: string
+  /** Prefix of every key and channel. @default "mcp:" */
+  keyPrefix?: string
+  /**
+   * How long a session's registry entry lives without a refresh, in ms. Live sessions are
+   * refreshed every third of it; an instance that dies leaves entries that expire.
+   * @default 60000
+   */
+  sessionTtl?: number
+  /** How long `register` waits for Redis before failing. @default 5000 */
+  connectTimeout?: number
+}
+
 export interface McpSseOptions {
   /**
-   * Factory for the MCP server of one session. An SDK server can be connected only once,
-   * so this is called for every new SSE connection. Required.
+   * Factory for the MCP server of one session: an `McpServer` or `Server` of
+   * `@modelcontextprotocol/sdk` 1.x or of `@modelcontextprotocol/server` 2.x. An SDK
+   * server can be connected only once, so this is called for every new SSE connection.
+   * Required.
    */
   server: (context: McpSessionContext) => McpServerLike | Promise<McpServerLike>
   /** Path of the SSE stream (GET). Relative to the plugin's prefix. @default "/sse" */
@@ -104,6 +115,15 @@ export interface ResolvedCors {
   maxAge: number
 }
 
+/** Redis options with their defaults filled in; exactly one of `client` and `url` is set. */
+export interface ResolvedRedis {
+  client: Redis | undefined
+  url: string | undefined
+  keyPrefix: string
+  sessionTtl: number
+  connectTimeout: number
+}
+
 export interface ResolvedOptions {
   server: McpSseOptions['server']
   endpoint: string
@@ -117,7 +137,7 @@ export interface ResolvedOptions {
   allowedOrigins: ReadonlySet<string> | undefined
   allowedHosts: ReadonlySet<string> | undefined
   auth: ResolvedAuth | undefined
-  redis: McpRedisOptions | undefined
+  redis: ResolvedRedis | undefined
 }
 
 export const defaults = {
@@ -127,6 +147,11 @@ export const defaults = {
   keepAliveInterval: 15_000,
   maxSessions: 10_000,
   maxBufferedBytes: '4mb',
+  redis: {
+    keyPrefix: 'mcp:',
+    sessionTtl: 60_000,
+    connectTimeout: 5_000
+  },
   cors: {
     allowOrigin: '*',
     allowMethods: 'GET, POST, OPTIONS',
@@ -191,6 +216,23 @@ function resolveCors (value: unknown): ResolvedCors | false {
   }
 }
 
+function resolveRedis (redis: McpRedisOptions): ResolvedRedis {
+  if (typeof redis !== 'object' || redis === null || (redis.client === undefined) === (redis.url === undefined)) {
+    fail('redis', 'Pass exactly one of { client } (an ioredis instance) or { url } ("redis://host:6379").')
+  }
+  if (redis.client !== undefined && typeof redis.client.duplicate !== 'function') fail('redis.client', 'Use an ioredis client.')
+  if (redis.url !== undefined && !/^rediss?:\/\//.test(redis.url)) fail('redis.url', 'Use a redis:// or rediss:// URL.')
+  const keyPrefix = redis.keyPrefix ?? defaults.redis.keyPrefix
+  if (typeof keyPrefix !== 'string' || keyPrefix === '') fail('redis.keyPrefix', 'Use a non-empty string such as "mcp:".')
+  return {
+    client: redis.client,
+    url: redis.url,
+    keyPrefix,
+    sessionTtl: count('redis.sessionTtl', redis.sessionTtl ?? defaults.redis.sessionTtl, 100),
+    connectTimeout: count('redis.connectTimeout', redis.connectTimeout ?? defaults.redis.connectTimeout, 1)
+  }
+}
+
 /** Checks every option once, at register time, and fills in the defaults. */
 export function resolveOptions (opts: Partial<McpSseOptions> | undefined): ResolvedOptions {
   const o: Partial<McpSseOptions> = opts ?? {}
@@ -224,17 +266,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     auth = { provider: o.auth.provider, sse: endpoints.sse ?? true, messages: endpoints.messages ?? true }
   }
 
-  const redis = o.redis
-  if (redis !== undefined) {
-    if (typeof redis !== 'object' || redis === null || (redis.client === undefined) === (redis.url === undefined)) {
-      fail('redis', 'Pass exactly one of { client } (an ioredis instance) or { url } ("redis://host:6379").')
-    }
-    if (redis.client !== undefined && typeof redis.client.duplicate !== 'function') fail('redis.client', 'Use an ioredis client.')
-    if (redis.url !== undefined && !/^rediss?:\/\//.test(redis.url)) fail('redis.url', 'Use a redis:// or rediss:// URL.')
-    if (redis.keyPrefix !== undefined && (typeof redis.keyPrefix !== 'string' || redis.keyPrefix === '')) fail('redis.keyPrefix', 'Use a non-empty string such as "mcp:".')
-    if (redis.sessionTtl !== undefined) count('redis.sessionTtl', redis.sessionTtl, 100)
-    if (redis.connectTimeout !== undefined) count('redis.connectTimeout', redis.connectTimeout, 1)
-  }
+  const redis = o.redis === undefined ? undefined : resolveRedis(o.redis)
 
   return {
     server: o.server,

@@ -1,39 +1,24 @@
 import type { FastifyRequest } from 'fastify'
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
-import { FST_ERR_MCP_SSE_AUTHENTICATION } from '../errors.js'
+import { McpAuthenticationError } from '../errors.js'
 import { McpAuthError, type AuthErrorInfo, type AuthProvider, type AuthResult } from './types.js'
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** Who the request was authenticated as (fastify-mcp-sse routes with auth only; null otherwise). */
-    mcpAuth: AuthResult | null
-  }
-}
 
 const DEFAULT_CHALLENGE = 'Bearer realm="mcp"'
 
 /** The error the plugin's error handler turns into a 401/403 JSON-RPC answer. */
-export interface AuthFailure extends Error {
-  statusCode: number
-  headers: Record<string, string>
-}
-
-export function authFailure (info: AuthErrorInfo): AuthFailure {
-  const err = new FST_ERR_MCP_SSE_AUTHENTICATION(info.message) as unknown as AuthFailure
-  err.statusCode = Number.isInteger(info.status) && info.status >= 400 && info.status < 500 ? info.status : 401
+export function authFailure (info: AuthErrorInfo): McpAuthenticationError {
+  const status = Number.isInteger(info.status) && info.status >= 400 && info.status < 500 ? info.status : 401
   const headers = { ...info.headers }
-  if (err.statusCode === 401 && !Object.keys(headers).some(h => h.toLowerCase() === 'www-authenticate')) {
+  if (status === 401 && !Object.keys(headers).some(h => h.toLowerCase() === 'www-authenticate')) {
     headers['WWW-Authenticate'] = DEFAULT_CHALLENGE
   }
-  err.headers = headers
-  return err
+  return new McpAuthenticationError(info.message, status, headers)
 }
 
 function isAuthResult (value: unknown): value is AuthResult {
   return typeof value === 'object' && value !== null && typeof (value as AuthResult).principal === 'string' && (value as AuthResult).principal !== ''
 }
 
-function refusal (provider: AuthProvider, request: FastifyRequest): AuthFailure {
+function refusal (provider: AuthProvider, request: FastifyRequest): McpAuthenticationError {
   let info: AuthErrorInfo = { status: 401, message: 'Unauthorized.' }
   try {
     if (provider.getAuthError !== undefined) info = provider.getAuthError(request)
@@ -45,11 +30,11 @@ function refusal (provider: AuthProvider, request: FastifyRequest): AuthFailure 
 
 /**
  * The `onRequest` hook of the plugin's routes when auth is on. Runs before the body is
- * read and before any session lookup; preflights pass (browsers send no credentials).
+ * read and before any session lookup. Preflights never reach it: the guard before it
+ * answers every OPTIONS (browsers send them without credentials).
  */
 export function authHook (provider: AuthProvider) {
   return async function mcpAuthenticate (request: FastifyRequest): Promise<void> {
-    if (request.method === 'OPTIONS') return
     let result: boolean | AuthResult
     try {
       result = await provider.authenticate(request)
@@ -69,16 +54,5 @@ export function authHook (provider: AuthProvider) {
       throw refusal(provider, request)
     }
     request.mcpAuth = result
-  }
-}
-
-/** The SDK's `extra.authInfo` for an authenticated caller. */
-export function toAuthInfo (auth: AuthResult): AuthInfo {
-  return {
-    token: auth.token ?? '',
-    clientId: auth.clientId ?? auth.principal,
-    scopes: auth.scopes ?? [],
-    ...(auth.expiresAt !== undefined ? { expiresAt: auth.expiresAt } : {}),
-    extra: { ...auth.data, principal: auth.principal }
   }
 }

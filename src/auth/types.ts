@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import type { McpAuthInfo } from '../mcp.js'
 
 /** A caller the provider accepted. */
 export interface AuthResult {
@@ -80,4 +81,15 @@ export function bearerToken (header: string | string[] | undefined): string | un
   if (typeof header !== 'string') return undefined
   const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(header)
   return match?.[1]
+}
+
+/** The SDK's `extra.authInfo` for an authenticated caller. */
+export function toAuthInfo (auth: AuthResult): McpAuthInfo {
+  return {
+    token: auth.token ?? '',
+    clientId: auth.clientId ?? auth.principal,
+    scopes: auth.scopes ?? [],
+    ...(auth.expiresAt !== undefined ? { expiresAt: auth.expiresAt } : {}),
+    extra: { ...auth.data, principal: auth.principal }
+  }
 }

@@ -1,11 +1,8 @@
-import { randomUUID } from 'node:crypto'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS, jsonRpcError } from '../errors.js'
-import type { McpServerLike } from '../options.js'
+import { jsonRpcError } from '../errors.js'
+import { SseSessionTransport } from '../transports/sse.js'
 import type { RouteContext } from './context.js'
-import { SseSession } from '../session/session.js'
-import { SseServerTransport, type CloseReason } from '../transport.js'
 
 /** Headers every stream gets; the user's `headers` may override all but the content type. */
 function streamHeaders (custom: Record<string, string>): OutgoingHttpHeaders {
@@ -22,25 +19,10 @@ function streamHeaders (custom: Record<string, string>): OutgoingHttpHeaders {
 export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
   const { options, store, messagePath } = ctx
   const baseHeaders = streamHeaders(options.headers)
-  // Sessions whose factory is still running count against the cap, so a burst of
-  // connections cannot overshoot it.
-  let pending = 0
 
   async function openStream (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (store.size + pending >= options.maxSessions) {
-      throw new FST_ERR_MCP_SSE_TOO_MANY_SESSIONS(options.maxSessions)
-    }
-    const sessionId = randomUUID()
-    let server: McpServerLike
-    pending++
-    try {
-      server = await options.server({ sessionId, request, auth: request.mcpAuth ?? undefined })
-    } catch (err) {
-      request.log.error({ err, sessionId }, 'fastify-mcp-sse: the server factory threw')
-      throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
-    } finally {
-      pending--
-    }
+    const sessionId = store.newId()
+    const server = await store.createServer(sessionId, request)
 
     const socket = request.raw.socket
     reply.hijack()
@@ -55,31 +37,20 @@ export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 30_000)
 
-    const log = request.log
-    const transport = new SseServerTransport({
+    const transport = new SseSessionTransport({
       sessionId,
       res: reply.raw,
       headers: { ...(reply.getHeaders() as OutgoingHttpHeaders), ...baseHeaders },
       endpointUrl: `${messagePath}?sessionId=${sessionId}`,
       keepAliveInterval: options.keepAliveInterval,
-      maxBufferedBytes: options.maxBufferedBytes,
-      onClosed: (_t: SseServerTransport, reason: CloseReason) => {
-        store.delete(sessionId)
-        if (reason === 'buffer_overflow') {
-          log.warn({ sessionId, maxBufferedBytes: options.maxBufferedBytes }, 'fastify-mcp-sse: session closed, the client stopped reading and its buffer is full')
-        } else {
-          log.info({ sessionId, reason }, 'fastify-mcp-sse: session closed')
-        }
-        void session.releaseServer(err => log.error({ err, sessionId }, 'fastify-mcp-sse: the MCP server failed to close'))
-      }
+      maxBufferedBytes: options.maxBufferedBytes
     })
-    const session = new SseSession(transport, server, request.ip, request.mcpAuth ?? undefined)
-    store.add(session)
+    const session = store.open(transport, server, request)
     try {
       // connect() calls transport.start(), which writes the headers and the endpoint event.
       await server.connect(transport)
     } catch (err) {
-      log.error({ err, sessionId }, 'fastify-mcp-sse: connecting the MCP server failed')
+      request.log.error({ err, sessionId }, 'fastify-mcp-sse: connecting the MCP server failed')
       const res = reply.raw
       if (!res.headersSent && !res.destroyed) {
         // Nothing was streamed yet: answer like any other failed request.
@@ -90,7 +61,7 @@ export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
       await session.close('connect_failed')
       return
     }
-    if (transport.isOpen) log.info({ sessionId }, 'fastify-mcp-sse: session opened')
+    if (transport.isOpen) request.log.info({ sessionId }, 'fastify-mcp-sse: session opened')
   }
 
   scope.get(options.endpoint, {

@@ -1,51 +1,29 @@
 import { randomUUID } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
 import { Redis, type RedisOptions } from 'ioredis'
-import type { IncomingHttpHeaders } from 'node:http'
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
+import { toAuthInfo } from '../auth/types.js'
 import { FST_ERR_MCP_SSE_REDIS_UNAVAILABLE } from '../errors.js'
-import type { SseSession } from './session.js'
-import { MemorySessionStore, type McpSessionInfo } from './store.js'
-
-/** Sharing sessions between instances through Redis. */
-export interface McpRedisOptions {
-  /** An `ioredis` client you own (the plugin duplicates it for pub/sub and never quits it). */
-  client?: Redis
-  /** Or a Redis URL, such as "redis://127.0.0.1:6379"; the plugin owns those connections. */
-  url?: string
-  /** Prefix of every key and channel. @default "mcp:" */
-  keyPrefix?: string
-  /**
-   * How long a session's registry entry lives without a refresh, in ms. Live sessions are
-   * refreshed every third of it; an instance that dies leaves entries that expire.
-   * @default 60000
-   */
-  sessionTtl?: number
-  /** How long `register` waits for Redis before failing. @default 5000 */
-  connectTimeout?: number
-}
+import type { JsonRpcMessage, McpAuthInfo } from '../mcp.js'
+import type { ResolvedRedis } from '../options.js'
+import type { ClusterHost, Delivery, DeliveryResult, SessionCluster } from './cluster.js'
+import type { Session } from './session.js'
+import type { McpSessionInfo } from './types.js'
 
 /** What one instance publishes to another: POSTed messages for a session it holds. */
 interface Envelope {
   /** session id */
   s: string
   /** messages, in arrival order */
-  m: JSONRPCMessage[]
+  m: JsonRpcMessage[]
   /** request headers (extra.requestInfo) */
   h: IncomingHttpHeaders
+  /** path and query of the POST */
+  u: string
   /** extra.authInfo, when the POST was authenticated */
-  a?: AuthInfo
+  a?: McpAuthInfo
   /** the principal that posted, when authenticated */
   p?: string
-}
-
-export type RouteResult = 'delivered' | 'not_found' | 'forbidden'
-
-/** Who posted a forwarded message, when the POST was authenticated. */
-export interface ForwardAuth {
-  authInfo: AuthInfo
-  principal: string
 }
 
 /** Where a session lives, as another instance last looked it up. */
@@ -60,12 +38,12 @@ const ROUTE_CACHE_MS = 5_000
 const ROUTE_CACHE_MAX = 100_000
 
 /**
- * The session store of a cluster: sessions live in this process (streams cannot move),
- * and a Redis hash per session says which instance holds it and for whom. A POST that
- * lands on the wrong instance is published to the owner's channel (one channel per
- * instance, not per session) and delivered there in order.
+ * The cluster part of the store when instances share sessions: a Redis hash per session
+ * says which instance holds it and for whom. Messages for a session held elsewhere are
+ * published to the owner's channel (one channel per instance, not per session) and
+ * delivered there in order.
  */
-export class RedisSessionStore extends MemorySessionStore {
+export class RedisCluster implements SessionCluster {
   readonly instanceId = randomUUID()
   readonly #prefix: string
   readonly #ttl: number
@@ -75,6 +53,7 @@ export class RedisSessionStore extends MemorySessionStore {
   readonly #cmd: Redis
   readonly #sub: Redis
   readonly #connectTimeout: number
+  #host: ClusterHost | undefined
   #refreshTimer: NodeJS.Timeout | undefined
   #healthy = true
   /** Per-session chains of messages waiting for their session's lookup, in arrival order. */
@@ -84,11 +63,10 @@ export class RedisSessionStore extends MemorySessionStore {
   /** Ended sessions are announced here, so other instances drop their cached routes. */
   readonly #closedChannel: string
 
-  constructor (options: McpRedisOptions, log: FastifyBaseLogger) {
-    super()
-    this.#prefix = options.keyPrefix ?? 'mcp:'
-    this.#ttl = options.sessionTtl ?? 60_000
-    this.#connectTimeout = options.connectTimeout ?? 5_000
+  constructor (options: ResolvedRedis, log: FastifyBaseLogger) {
+    this.#prefix = options.keyPrefix
+    this.#ttl = options.sessionTtl
+    this.#connectTimeout = options.connectTimeout
     this.#channel = `${this.#prefix}instance:${this.instanceId}`
     this.#closedChannel = `${this.#prefix}closed`
     this.#log = log
@@ -137,7 +115,8 @@ export class RedisSessionStore extends MemorySessionStore {
   }
 
   /** Connects, subscribes and starts refreshing; rejects with a clear error if Redis is unreachable. */
-  async start (): Promise<void> {
+  async start (host: ClusterHost): Promise<void> {
+    this.#host = host
     const connect = async (client: Redis): Promise<void> => {
       if (client.status === 'ready') return
       if (client.status === 'wait') await client.connect()
@@ -161,6 +140,7 @@ export class RedisSessionStore extends MemorySessionStore {
     }
     this.#refreshTimer = setInterval(() => { void this.#refresh() }, Math.max(50, Math.floor(this.#ttl / 3)))
     this.#refreshTimer.unref()
+    this.#log.info({ instanceId: this.instanceId }, 'fastify-mcp-sse: sharing sessions through Redis')
   }
 
   /** True while both connections are up. */
@@ -168,23 +148,20 @@ export class RedisSessionStore extends MemorySessionStore {
     return this.#cmd.status === 'ready' && this.#sub.status === 'ready'
   }
 
-  override add (session: SseSession): void {
-    super.add(session)
+  added (session: Session): void {
     this.#register(session).catch(err => {
       this.#log.warn({ err, sessionId: session.id }, 'fastify-mcp-sse: could not register the session in Redis (it is retried)')
     })
   }
 
-  override delete (id: string): boolean {
-    const had = super.delete(id)
-    if (had && this.#cmd.status === 'ready') {
+  removed (id: string): void {
+    if (this.#cmd.status === 'ready') {
       this.#cmd.del(this.#key(id)).catch(() => {})
       this.#cmd.publish(this.#closedChannel, id).catch(() => {})
     }
-    return had
   }
 
-  async #register (session: SseSession): Promise<void> {
+  async #register (session: Session): Promise<void> {
     if (this.#cmd.status !== 'ready') return // the refresh re-registers it once Redis is back
     const fields: Record<string, string> = { owner: this.instanceId, createdAt: String(session.createdAt) }
     if (session.principal !== undefined) fields.principal = session.principal
@@ -193,8 +170,8 @@ export class RedisSessionStore extends MemorySessionStore {
 
   /** Keeps the entries of live sessions fresh; re-creates any that Redis lost. */
   async #refresh (): Promise<void> {
-    if (this.#cmd.status !== 'ready' || this.size === 0) return
-    const sessions = [...this] as SseSession[]
+    const sessions = this.#host === undefined ? [] : [...this.#host.sessions()]
+    if (this.#cmd.status !== 'ready' || sessions.length === 0) return
     try {
       const pipeline = this.#cmd.pipeline()
       for (const s of sessions) pipeline.pexpire(this.#key(s.id), this.#ttl)
@@ -206,9 +183,7 @@ export class RedisSessionStore extends MemorySessionStore {
     }
   }
 
-  override async lookup (id: string): Promise<McpSessionInfo | undefined> {
-    const local = await super.lookup(id)
-    if (local !== undefined) return local
+  async lookup (id: string): Promise<McpSessionInfo | undefined> {
     this.#requireReady()
     const entry = await this.#cmd.hgetall(this.#key(id))
     if (entry.owner === undefined) return undefined
@@ -225,11 +200,7 @@ export class RedisSessionStore extends MemorySessionStore {
     if (this.#cmd.status !== 'ready') throw new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE('the connection is down')
   }
 
-  /**
-   * Binds a session that was opened without credentials to the first principal that
-   * posts to it, cluster-wide. Resolves with the session's principal after the call.
-   */
-  async bindPrincipal (id: string, principal: string): Promise<string | undefined> {
+  async claim (id: string, principal: string): Promise<string | undefined> {
     this.#requireReady()
     const [, owner] = await this.#cmd.multi().hsetnx(this.#key(id), 'principal', principal).hget(this.#key(id), 'principal').exec() ?? []
     return (owner?.[1] as string | null) ?? undefined
@@ -244,19 +215,20 @@ export class RedisSessionStore extends MemorySessionStore {
    * session's owner is known (cached) and nothing for that session is still waiting;
    * otherwise it queues behind the session's pending lookup, in arrival order.
    */
-  route (id: string, messages: JSONRPCMessage[], headers: IncomingHttpHeaders, auth: ForwardAuth | undefined): Promise<RouteResult> {
+  forward (id: string, delivery: Delivery): Promise<DeliveryResult> {
     this.#requireReady()
+    const principal = delivery.auth?.principal
     const cached = this.#routes.get(id)
     if (cached !== undefined && cached.until > Date.now() && !this.#chains.has(id) &&
-        (auth === undefined || cached.principal !== undefined)) {
-      return this.#publish(id, cached, messages, headers, auth)
+        (principal === undefined || cached.principal !== undefined)) {
+      return this.#publish(id, cached, delivery)
     }
     const previous = this.#chains.get(id) ?? Promise.resolve()
     // Resolves once this message's PUBLISH is issued (or it was refused); the boxed
     // promise is its outcome.
-    const step = previous.then(async (): Promise<{ outcome: Promise<RouteResult> }> => {
-      const route = await this.#resolve(id, auth)
-      return { outcome: typeof route === 'string' ? Promise.resolve(route) : this.#publish(id, route, messages, headers, auth) }
+    const step = previous.then(async (): Promise<{ outcome: Promise<DeliveryResult> }> => {
+      const route = await this.#resolve(id, principal)
+      return { outcome: typeof route === 'string' ? Promise.resolve(route) : this.#publish(id, route, delivery) }
     })
     this.#chains.set(id, step)
     const forget = (): void => { if (this.#chains.get(id) === step) this.#chains.delete(id) }
@@ -265,7 +237,7 @@ export class RedisSessionStore extends MemorySessionStore {
   }
 
   /** Looks the session up (binding an unbound one to the poster) and caches the answer. */
-  async #resolve (id: string, auth: ForwardAuth | undefined): Promise<Route | 'not_found'> {
+  async #resolve (id: string, poster: string | undefined): Promise<Route | 'not_found'> {
     this.#requireReady()
     const entry = await this.#cmd.hmget(this.#key(id), 'owner', 'principal')
     const owner = entry[0]
@@ -274,7 +246,7 @@ export class RedisSessionStore extends MemorySessionStore {
       return 'not_found'
     }
     let principal = entry[1] ?? undefined
-    if (auth !== undefined && principal === undefined) principal = await this.bindPrincipal(id, auth.principal)
+    if (poster !== undefined && principal === undefined) principal = await this.claim(id, poster)
     if (this.#routes.size >= ROUTE_CACHE_MAX) this.#routes.clear()
     const route: Route = { owner, principal, until: Date.now() + ROUTE_CACHE_MS }
     this.#routes.set(id, route)
@@ -282,11 +254,12 @@ export class RedisSessionStore extends MemorySessionStore {
   }
 
   /** Issues the PUBLISH now (synchronously), checks the principal first. */
-  #publish (id: string, route: Route, messages: JSONRPCMessage[], headers: IncomingHttpHeaders, auth: ForwardAuth | undefined): Promise<RouteResult> {
+  #publish (id: string, route: Route, delivery: Delivery): Promise<DeliveryResult> {
+    const auth = delivery.auth
     if (auth !== undefined && route.principal !== auth.principal) return Promise.resolve('forbidden')
-    const envelope: Envelope = { s: id, m: messages, h: headers }
+    const envelope: Envelope = { s: id, m: delivery.messages, h: delivery.headers, u: delivery.url }
     if (auth !== undefined) {
-      envelope.a = auth.authInfo
+      envelope.a = toAuthInfo(auth)
       envelope.p = auth.principal
     }
     return this.#cmd.publish(`${this.#prefix}instance:${route.owner}`, JSON.stringify(envelope)).then(async receivers => {
@@ -312,29 +285,14 @@ export class RedisSessionStore extends MemorySessionStore {
     } catch {
       return
     }
-    const session = this.get(envelope.s) as SseSession | undefined
-    if (session === undefined || !session.transport.isOpen) {
-      this.#log.debug({ sessionId: envelope.s }, 'fastify-mcp-sse: dropped forwarded messages for a session that has ended')
-      return
-    }
-    if (envelope.p !== undefined && session.principal === undefined && envelope.a !== undefined) {
-      session.bindInfo(envelope.p, envelope.a)
-    }
-    const extra = envelope.a === undefined
-      ? { requestInfo: { headers: envelope.h } }
-      : { requestInfo: { headers: envelope.h }, authInfo: envelope.a }
-    try {
-      for (const message of envelope.m) session.transport.receive(message, extra)
-    } catch (err) {
-      this.#log.error({ err, sessionId: envelope.s }, 'fastify-mcp-sse: the session\'s message handler threw on a forwarded message')
-    }
+    this.#host?.receiveForwarded(envelope.s, { messages: envelope.m, headers: envelope.h, url: envelope.u }, envelope.p, envelope.a)
   }
 
   /** Forgets this instance's sessions in Redis, unsubscribes, and closes its connections. */
-  async shutdown (): Promise<void> {
+  async shutdown (localIds: string[]): Promise<void> {
     clearInterval(this.#refreshTimer)
-    if (this.#cmd.status === 'ready' && this.size > 0) {
-      await this.#cmd.del(...[...this.ids()].map(id => this.#key(id))).catch(() => {})
+    if (this.#cmd.status === 'ready' && localIds.length > 0) {
+      await this.#cmd.del(...localIds.map(id => this.#key(id))).catch(() => {})
     }
     await this.#disconnect()
   }

@@ -1,75 +1,52 @@
-import type { McpServerLike } from '../options.js'
-import type { CloseReason, SseServerTransport } from '../transport.js'
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
+import { toAuthInfo, type AuthResult } from '../auth/types.js'
+import { MessageExtra, type JsonRpcMessage, type McpAuthInfo, type McpServerLike } from '../mcp.js'
+import type { McpSessionContext } from '../options.js'
+import type { CloseReason, SessionTransport } from '../transports/transport.js'
+import type { ClusterHost, Delivery, DeliveryResult, SessionCluster } from './cluster.js'
+import { Session } from './session.js'
+import type { McpSessionInfo, McpSessionStore } from './types.js'
 
-/** One open SSE session on this instance. */
-export interface McpSession {
-  /** The session id clients send as `?sessionId=`. */
-  readonly id: string
-  /** When the stream opened (ms since the epoch). */
-  readonly createdAt: number
-  /** The session's transport (the SDK `Transport` the server is connected to). */
-  readonly transport: SseServerTransport
-  /** The MCP server the `server` factory made for this session. */
-  readonly server: McpServerLike
-  /**
-   * Who the session belongs to: the principal that opened it, or (when only messages are
-   * authenticated) the first that posted to it. Undefined without auth.
-   */
-  readonly principal: string | undefined
-  /** Address of the client that opened the stream. */
-  readonly remoteAddress: string | undefined
-  /** Ends the stream and closes the MCP server; resolves once the server has closed. */
-  close (reason?: CloseReason): Promise<void>
-}
-
-/** Where a session lives, as far as the cluster knows. */
-export interface McpSessionInfo {
-  id: string
-  /** True when this instance holds the stream. */
-  local: boolean
-  /** The instance that holds it ("local" without Redis). */
-  owner: string
-  principal: string | undefined
-  createdAt: number
+export interface SessionStoreOptions {
+  /** Factory of one session's MCP server. */
+  server: (context: McpSessionContext) => McpServerLike | Promise<McpServerLike>
+  maxSessions: number
+  maxBufferedBytes: number
+  cluster: SessionCluster
 }
 
 /**
- * The sessions of this instance, decorated as `fastify.mcpSessions`. Reading methods are
- * for users (admin routes, metrics); `add` and `delete` are the plugin's. A store that
- * shares sessions between instances implements the same interface.
+ * The one owner of sessions: it creates them (under the cap), decides who may post to
+ * them (principal binding, here and across the cluster), delivers messages to them or
+ * forwards them to the instance that holds them, and ends them, always in one place.
+ * Routes ask; the store answers.
  */
-export interface McpSessionStore extends Iterable<McpSession> {
-  /** Number of open sessions on this instance. */
-  readonly size: number
-  /** The open session with this id, if this instance holds it. */
-  get (id: string): McpSession | undefined
-  has (id: string): boolean
-  /** Ids of the open sessions. */
-  ids (): IterableIterator<string>
+export class SessionStore implements McpSessionStore, ClusterHost {
+  readonly #sessions = new Map<string, Session>()
+  readonly #opts: SessionStoreOptions
+  readonly #cluster: SessionCluster
+  readonly #log: FastifyBaseLogger
   /**
-   * Finds a session anywhere in the cluster: on this instance, or (with Redis) on another.
-   * Without Redis, the same as `get` but asynchronous.
+   * Sessions whose factory is still running count against the cap, so a burst of
+   * connections cannot overshoot it.
    */
-  lookup (id: string): Promise<McpSessionInfo | undefined>
-  /** Ends the session's stream and closes its MCP server. Resolves false if there was none. */
-  close (id: string): Promise<boolean>
-  /** Ends every session (the plugin calls this when the app closes). */
-  closeAll (): Promise<void>
-  /** Registers a new session. @internal */
-  add (session: McpSession): void
-  /** Forgets a session that ended. @internal */
-  delete (id: string): boolean
-}
+  #pending = 0
 
-/** The default store: a `Map` in this process. */
-export class MemorySessionStore implements McpSessionStore {
-  #sessions = new Map<string, McpSession>()
+  constructor (opts: SessionStoreOptions, log: FastifyBaseLogger) {
+    this.#opts = opts
+    this.#cluster = opts.cluster
+    this.#log = log
+  }
+
+  // --- Reading (the public McpSessionStore) ----------------------------------------
 
   get size (): number {
     return this.#sessions.size
   }
 
-  get (id: string): McpSession | undefined {
+  get (id: string): Session | undefined {
     return this.#sessions.get(id)
   }
 
@@ -81,22 +58,28 @@ export class MemorySessionStore implements McpSessionStore {
     return this.#sessions.keys()
   }
 
-  [Symbol.iterator] (): IterableIterator<McpSession> {
+  [Symbol.iterator] (): IterableIterator<Session> {
     return this.#sessions.values()
   }
 
-  add (session: McpSession): void {
-    this.#sessions.set(session.id, session)
+  sessions (): Iterable<Session> {
+    return this.#sessions.values()
   }
 
-  delete (id: string): boolean {
-    return this.#sessions.delete(id)
+  /** This instance's id in the cluster ("local" without Redis). */
+  get instanceId (): string {
+    return this.#cluster.instanceId
+  }
+
+  /** True while the link to the other instances is up (always, without Redis). */
+  get connected (): boolean {
+    return this.#cluster.connected
   }
 
   async lookup (id: string): Promise<McpSessionInfo | undefined> {
     const s = this.#sessions.get(id)
-    if (s === undefined) return undefined
-    return { id, local: true, owner: 'local', principal: s.principal, createdAt: s.createdAt }
+    if (s !== undefined) return { id, local: true, owner: this.#cluster.instanceId, principal: s.principal, createdAt: s.createdAt }
+    return await this.#cluster.lookup(id)
   }
 
   async close (id: string): Promise<boolean> {
@@ -108,5 +91,141 @@ export class MemorySessionStore implements McpSessionStore {
 
   async closeAll (): Promise<void> {
     await Promise.all(Array.from(this.#sessions.values(), s => s.close('server_shutdown')))
+  }
+
+  // --- Lifecycle ---------------------------------------------------------------------
+
+  /** Joins the cluster (a no-op when alone); rejects when its link cannot be made. */
+  start (): Promise<void> {
+    return this.#cluster.start(this)
+  }
+
+  /** Leaves the cluster once the sessions have ended. */
+  shutdown (): Promise<void> {
+    return this.#cluster.shutdown([...this.#sessions.keys()])
+  }
+
+  /** A new, unguessable session id. */
+  newId (): string {
+    return randomUUID()
+  }
+
+  /**
+   * Runs the `server` factory for a session about to open, holding a place under
+   * `maxSessions` while it runs. 503 past the cap; 500 when the factory throws.
+   */
+  async createServer (sessionId: string, request: FastifyRequest): Promise<McpServerLike> {
+    if (this.#sessions.size + this.#pending >= this.#opts.maxSessions) {
+      throw new FST_ERR_MCP_SSE_TOO_MANY_SESSIONS(this.#opts.maxSessions)
+    }
+    this.#pending++
+    try {
+      return await this.#opts.server({ sessionId, request, auth: request.mcpAuth ?? undefined })
+    } catch (err) {
+      request.log.error({ err, sessionId }, 'fastify-mcp-sse: the server factory threw')
+      throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
+    } finally {
+      this.#pending--
+    }
+  }
+
+  /** Holds a session whose transport is about to start; it ends through {@link #end} only. */
+  open (transport: SessionTransport, server: McpServerLike, request: FastifyRequest): Session {
+    const session = new Session(transport, server, request.ip, request.mcpAuth ?? undefined)
+    const log = request.log
+    transport.onended = reason => { this.#end(session, reason, log) }
+    this.#sessions.set(session.id, session)
+    this.#cluster.added(session)
+    return session
+  }
+
+  #end (session: Session, reason: CloseReason, log: FastifyBaseLogger): void {
+    const sessionId = session.id
+    if (this.#sessions.get(sessionId) === session) {
+      this.#sessions.delete(sessionId)
+      this.#cluster.removed(sessionId)
+    }
+    if (reason === 'buffer_overflow') {
+      log.warn({ sessionId, maxBufferedBytes: this.#opts.maxBufferedBytes }, 'fastify-mcp-sse: session closed, the client stopped reading and its buffer is full')
+    } else {
+      log.info({ sessionId, reason }, 'fastify-mcp-sse: session closed')
+    }
+    void session.releaseServer(err => log.error({ err, sessionId }, 'fastify-mcp-sse: the MCP server failed to close'))
+  }
+
+  // --- Delivery ------------------------------------------------------------------------
+
+  /**
+   * Hands a POST's messages to their session, in order: here when this instance holds it,
+   * else through the cluster to the instance that does. A session belongs to one
+   * principal; another gets 'forbidden', answered exactly like an unknown session.
+   * Synchronous for a session held here and already bound (the hot path). Throws
+   * FST_ERR_MCP_SSE_HANDLER_ERROR when the server's handler throws.
+   */
+  deliver (id: string, delivery: Delivery, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
+    const session = this.#sessions.get(id)
+    if (session === undefined || !session.isOpen) return this.#refused(this.#cluster.forward(id, delivery), id, delivery.auth, log)
+    const auth = delivery.auth
+    if (auth === undefined) return this.#receive(session, delivery, session.authInfo, log)
+    if (session.principal === undefined) {
+      // The first poster of a session opened without credentials claims it, across the
+      // cluster. Posts that come meanwhile wait on the same claim, so order is kept.
+      // The session is bound here only to a caller the cluster agrees owns it.
+      session.claim ??= this.#cluster.claim(id, auth.principal).then(owner => {
+        session.claim = undefined
+        return owner
+      }, (err: unknown) => {
+        session.claim = undefined
+        throw err
+      })
+      return session.claim.then(owner => owner === auth.principal
+        ? this.#receive(session, delivery, this.#bindInfo(session, auth), log)
+        : this.#refuse(id, auth.principal, log))
+    }
+    if (session.principal !== auth.principal) return this.#refuse(id, auth.principal, log)
+    return this.#receive(session, delivery, toAuthInfo(auth), log)
+  }
+
+  #bindInfo (session: Session, auth: AuthResult): McpAuthInfo {
+    const info = toAuthInfo(auth)
+    session.bind(auth.principal, info)
+    return info
+  }
+
+  #refused (result: Promise<DeliveryResult>, id: string, auth: AuthResult | undefined, log: FastifyBaseLogger): Promise<DeliveryResult> {
+    return result.then(r => r === 'forbidden' ? this.#refuse(id, auth?.principal, log) : r)
+  }
+
+  #refuse (sessionId: string, principal: string | undefined, log: FastifyBaseLogger): 'forbidden' {
+    log.warn({ sessionId, principal }, 'fastify-mcp-sse: refused a message from a principal that does not own the session')
+    return 'forbidden'
+  }
+
+  #receive (session: Session, delivery: Delivery, authInfo: McpAuthInfo | undefined, log: FastifyBaseLogger): 'delivered' {
+    const extra = new MessageExtra(delivery.headers, delivery.url, authInfo)
+    const { messages } = delivery
+    try {
+      for (let i = 0; i < messages.length; i++) session.transport.receive(messages[i] as JsonRpcMessage, extra)
+    } catch (err) {
+      log.error({ err, sessionId: session.id }, 'fastify-mcp-sse: the session\'s message handler threw')
+      // The cause stays in the log: internals are not the client's to read.
+      throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
+    }
+    return 'delivered'
+  }
+
+  receiveForwarded (id: string, delivery: Omit<Delivery, 'auth'>, principal: string | undefined, authInfo: McpAuthInfo | undefined): void {
+    const session = this.#sessions.get(id)
+    if (session === undefined || !session.isOpen) {
+      this.#log.debug({ sessionId: id }, 'fastify-mcp-sse: dropped forwarded messages for a session that has ended')
+      return
+    }
+    // The sender checked the principal against the cluster's binding; adopt it here.
+    if (principal !== undefined && session.principal === undefined) session.bind(principal, authInfo)
+    try {
+      this.#receive(session, { ...delivery, auth: undefined }, authInfo ?? session.authInfo, this.#log)
+    } catch {
+      // Logged by #receive; nobody is waiting on an answer for a forwarded message.
+    }
   }
 }

@@ -1,9 +1,6 @@
 import type { ServerResponse, OutgoingHttpHeaders } from 'node:http'
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
-import type { JSONRPCMessage, MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js'
-
-/** Why a session ended; logged, and given to `onClosed`. */
-export type CloseReason = 'client_disconnected' | 'server_closed' | 'buffer_overflow' | 'closed_by_store' | 'server_shutdown' | 'connect_failed'
+import type { JsonRpcMessage, McpMessageExtra } from '../mcp.js'
+import type { CloseReason, SessionTransport } from './transport.js'
 
 export interface SseTransportOptions {
   sessionId: string
@@ -14,27 +11,28 @@ export interface SseTransportOptions {
   endpointUrl: string
   keepAliveInterval: number
   maxBufferedBytes: number
-  /** Called once when the session ends, whatever ended it. */
-  onClosed: (transport: SseServerTransport, reason: CloseReason) => void
 }
 
 const CLOSED = new Error('SSE stream closed')
 const RESOLVED = Promise.resolve()
 
 /**
- * The SDK `Transport` of one session: `send()` writes `event: message` frames to the SSE
- * response, POSTed messages come in through {@link SseServerTransport.receive}.
+ * The HTTP+SSE (2024-11-05) transport of one session, for servers of either SDK line:
+ * `send()` writes `event: message` frames to the SSE response, POSTed messages come in
+ * through {@link SseSessionTransport.receive}.
  *
  * `send()` honours backpressure: when `write()` says the socket buffer is full, the
  * returned promise waits for `'drain'`, so a tool streaming progress slows down to the
  * client's pace. A client that stops reading cannot make the buffer grow past
  * `maxBufferedBytes`: the next send past it closes the session.
  */
-export class SseServerTransport implements Transport {
+export class SseSessionTransport implements SessionTransport {
+  readonly kind = 'sse'
   readonly sessionId: string
   onclose?: (() => void) | undefined
   onerror?: ((error: Error) => void) | undefined
-  onmessage?: (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined
+  onmessage?: ((message: JsonRpcMessage, extra?: McpMessageExtra) => void) | undefined
+  onended: ((reason: CloseReason) => void) | undefined
 
   #res: ServerResponse
   #opts: SseTransportOptions
@@ -68,7 +66,7 @@ export class SseServerTransport implements Transport {
   }
 
   async start (): Promise<void> {
-    if (this.#started) throw new Error('SseServerTransport already started')
+    if (this.#started) throw new Error('SseSessionTransport already started')
     this.#started = true
     if (this.#closed) return
     const res = this.#res
@@ -81,13 +79,13 @@ export class SseServerTransport implements Transport {
     }
   }
 
-  send (message: JSONRPCMessage): Promise<void> {
+  send (message: JsonRpcMessage): Promise<void> {
     if (this.#closed) return Promise.reject(CLOSED)
     return this.#write('event: message\ndata: ' + JSON.stringify(message) + '\n\n')
   }
 
   /** Hands one POSTed message to the MCP server (via `onmessage`). */
-  receive (message: JSONRPCMessage, extra: MessageExtraInfo): void {
+  receive (message: JsonRpcMessage, extra: McpMessageExtra): void {
     const onmessage = this.onmessage
     if (onmessage === undefined) throw new Error('the session has no MCP server connected')
     onmessage(message, extra)
@@ -155,7 +153,15 @@ export class SseServerTransport implements Transport {
     const waiters = this.#drainWaiters
     this.#drainWaiters = []
     for (const w of waiters) w.reject(CLOSED)
-    this.#opts.onClosed(this, reason)
+    this.onended?.(reason)
     this.onclose?.()
   }
 }
+
+/**
+ * @deprecated Renamed {@link SseSessionTransport}: this name differed from the SDK's own
+ * `SSEServerTransport` only in letter case. Kept as an alias.
+ */
+export const SseServerTransport = SseSessionTransport
+/** @deprecated Renamed {@link SseSessionTransport}. */
+export type SseServerTransport = SseSessionTransport

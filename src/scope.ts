@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify'
+import type { AuthResult } from './auth/types.js'
+import { mcpErrorHandler } from './errors.js'
+import { validatorCompiler } from './schemas.js'
+import type { McpSessionStore } from './session/types.js'
+
+// Everything the plugin adds to Fastify's types, in one place.
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The MCP sessions this instance holds (fastify-mcp-sse). */
+    mcpSessions: McpSessionStore
+  }
+  interface FastifyRequest {
+    /** Who the request was authenticated as (fastify-mcp-sse routes with auth only; null otherwise). */
+    mcpAuth: AuthResult | null
+  }
+}
+
+export interface ScopeSetup {
+  maxMessageSize: number
+  /** Whether this instance holds an open session with this id. */
+  isOpen (sessionId: string): boolean
+}
+
+/**
+ * The settings of the plugin's encapsulated scope, none of which reach the host app:
+ * TypeBox validation, JSON as the only body type, the request decorator, and the error
+ * handler that turns every failure into a JSON-RPC error body.
+ */
+export function setupScope (scope: FastifyInstance, setup: ScopeSetup): void {
+  scope.setValidatorCompiler(validatorCompiler)
+  // Only JSON is parsed here, whatever parsers the host app registered; the parser
+  // refuses `__proto__` and `constructor.prototype` keys.
+  scope.removeAllContentTypeParsers()
+  scope.addContentTypeParser('application/json', { parseAs: 'string' }, scope.getDefaultJsonParser('error', 'error'))
+  // Request decorators of an encapsulated scope stay in it: the host's requests never get one.
+  scope.decorateRequest('mcpAuth', null)
+  scope.setErrorHandler(mcpErrorHandler(setup))
+}

@@ -1,0 +1,59 @@
+import type { McpServerLike } from '../mcp.js'
+import type { CloseReason, SessionTransport, TransportKind } from '../transports/transport.js'
+
+/** One open session on this instance. */
+export interface McpSession {
+  /** The session id (`?sessionId=` of HTTP+SSE). */
+  readonly id: string
+  /** The wire protocol that carries it. */
+  readonly kind: TransportKind
+  /** When it opened (ms since the epoch). */
+  readonly createdAt: number
+  /** The session's transport (the SDK `Transport` the server is connected to). */
+  readonly transport: SessionTransport
+  /** The MCP server the `server` factory made for this session. */
+  readonly server: McpServerLike
+  /**
+   * Who the session belongs to: the principal that opened it, or (when only messages are
+   * authenticated) the first that posted to it. Undefined without auth.
+   */
+  readonly principal: string | undefined
+  /** Address of the client that opened it. */
+  readonly remoteAddress: string | undefined
+  /** Ends the transport and closes the MCP server; resolves once the server has closed. */
+  close (reason?: CloseReason): Promise<void>
+}
+
+/** Where a session lives, as far as the cluster knows. */
+export interface McpSessionInfo {
+  id: string
+  /** True when this instance holds it. */
+  local: boolean
+  /** The instance that holds it ("local" without Redis). */
+  owner: string
+  principal: string | undefined
+  createdAt: number
+}
+
+/**
+ * The sessions of this instance, decorated as `fastify.mcpSessions`: for users (admin
+ * routes, metrics). The plugin's own calls are on the class behind it.
+ */
+export interface McpSessionStore extends Iterable<McpSession> {
+  /** Number of open sessions on this instance. */
+  readonly size: number
+  /** The open session with this id, if this instance holds it. */
+  get (id: string): McpSession | undefined
+  has (id: string): boolean
+  /** Ids of the open sessions. */
+  ids (): IterableIterator<string>
+  /**
+   * Finds a session anywhere in the cluster: on this instance, or (with Redis) on another.
+   * Without Redis, the same as `get` but asynchronous.
+   */
+  lookup (id: string): Promise<McpSessionInfo | undefined>
+  /** Ends the session and closes its MCP server. Resolves false if there was none here. */
+  close (id: string): Promise<boolean>
+  /** Ends every session (the plugin calls this when the app closes). */
+  closeAll (): Promise<void>
+}

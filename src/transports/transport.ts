@@ -1,0 +1,30 @@
+import type { JsonRpcMessage, McpMessageExtra, McpTransport } from '../mcp.js'
+
+/** Why a session ended; logged, and handed to the store once. */
+export type CloseReason = 'client_disconnected' | 'server_closed' | 'buffer_overflow' | 'closed_by_store' | 'server_shutdown' | 'connect_failed'
+
+/** The wire protocols a session can be carried by. */
+export type TransportKind = 'sse'
+
+/**
+ * What the session store needs of a session's transport, whatever its wire protocol:
+ * the SDK's `Transport` (the server side), plus a way in for the client's messages and a
+ * single way out when it ends.
+ */
+export interface SessionTransport extends McpTransport {
+  /** The wire protocol. */
+  readonly kind: TransportKind
+  readonly sessionId: string
+  /** True until the session's transport has ended for any reason. */
+  readonly isOpen: boolean
+  /** Why it ended, once it has. */
+  readonly closeReason: CloseReason | undefined
+  /** Bytes written to the client and not yet taken by its socket. */
+  readonly bufferedBytes: number
+  /** Hands one client message to the connected server (via `onmessage`). */
+  receive (message: JsonRpcMessage, extra: McpMessageExtra): void
+  /** Ends the transport with a reason; `onended` runs once, whatever ended it. */
+  terminate (reason: CloseReason): void
+  /** Set by the store: called once when the transport ends. */
+  onended: ((reason: CloseReason) => void) | undefined
+}
