@@ -20,7 +20,7 @@ import mcpSse, {
   type McpSseOptions,
   type OAuthAuthProviderOptions
 } from '../src/index.js'
-import { connectClient, freePort, post, RawStream, startApp, type PostResult, type TestApp } from './helpers.js'
+import { connectClient, freePort, post, RawStream, startApp, type PostResult, tsNodeArgs, type TestApp } from './support/helpers.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 /** A subtest, as tap passes it to a test function. */
@@ -616,7 +616,7 @@ t.test('a JwtAuthProvider given a publicKey that is not a PEM neither crashes th
       process.exit(0)
     })`
   const result = await new Promise<{ code: number | null, stdout: string }>(resolve => {
-    execFile(process.execPath, ['--import', 'tsx', '-e', code], { cwd: fileURLToPath(new URL('..', import.meta.url)), timeout: 10_000 }, (err, stdout) => {
+    execFile(process.execPath, [...tsNodeArgs(), '--input-type=module', '-e', code], { cwd: fileURLToPath(new URL('..', import.meta.url)), timeout: 10_000 }, (err, stdout) => {
       resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout })
     })
   })

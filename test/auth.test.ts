@@ -4,7 +4,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js'
 import { z } from 'zod'
 import { ApiKeyAuthProvider, McpAuthError, type AuthProvider } from '../src/index.js'
-import { connectClient, initialize, post, RawStream, startApp, until } from './helpers.js'
+import { connectClient, initialize, post, RawStream, startApp, until } from './support/helpers.js'
 
 const ALICE = 'alice-key-0123456789'
 const BOB = 'bob-key-9876543210'

@@ -11,7 +11,7 @@ import t, { type Test } from 'tap'
 import { chromium, type Page } from 'playwright-core'
 import type { FastifyInstance } from 'fastify'
 import { ApiKeyAuthProvider, type McpSseOptions } from '../src/index.js'
-import { RawStream, startApp, until, type TestApp } from './helpers.js'
+import { RawStream, startApp, until, type TestApp } from './support/helpers.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const PAGE = readFileSync(new URL('./fixtures/real-clients/mcp-page.html', import.meta.url))

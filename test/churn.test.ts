@@ -1,8 +1,8 @@
-// Session churn, CI-sized (the cycles live in scripts/churn.ts; `npm run churn` runs 10,000):
+// Session churn, CI-sized (the cycles live in test/support/churn.ts; `npm run churn` runs 10,000):
 // sessions opened and closed with the client leaving at every point, then nothing may be
 // left behind. CHURN_CYCLES overrides the count.
 import t from 'tap'
-import { churnProblems, KINDS, runChurn } from '../scripts/churn.js'
+import { churnProblems, KINDS, runChurn } from './support/churn.js'
 
 const CYCLES = Number(process.env.CHURN_CYCLES ?? 1000)
 

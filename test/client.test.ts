@@ -2,7 +2,7 @@ import t from 'tap'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
-import { connectClient, initialize, post, RawStream, startApp, until } from './helpers.js'
+import { connectClient, initialize, post, RawStream, startApp, until } from './support/helpers.js'
 
 function text (result: unknown): string {
   const content = (result as CallToolResult).content

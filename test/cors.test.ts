@@ -6,8 +6,7 @@ import t from 'tap'
 import cors from '@fastify/cors'
 import Fastify, { type FastifyInstance } from 'fastify'
 import mcpSse from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
-import { initialize, RawStream, startApp } from './helpers.js'
+import { exampleServer, initialize, RawStream, startApp } from './support/helpers.js'
 
 interface Answer {
   status: number
@@ -265,7 +264,7 @@ async function hostWithCors (t: { teardown: (fn: () => unknown) => void }, order
     await app.register(cors, { origin: 'https://host.example', methods: ['GET', 'PUT'], maxAge: 600 })
   }
   if (order === 'before') await hostCors()
-  await app.register(mcpSse, { server: () => buildExampleServer() })
+  await app.register(mcpSse, { server: () => exampleServer() })
   if (order === 'after') await hostCors()
   app.get('/health', async () => ({ ok: true }))
   await app.listen({ port: 0, host: '127.0.0.1' })

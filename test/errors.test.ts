@@ -4,7 +4,7 @@ import http from 'node:http'
 import t from 'tap'
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { ApiKeyAuthProvider, McpAuthError, type McpServerLike } from '../src/index.js'
-import { initialize, post, RawStream, startApp, until } from './helpers.js'
+import { initialize, post, RawStream, startApp, until } from './support/helpers.js'
 
 /** A subtest, as tap passes it to a test function. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]

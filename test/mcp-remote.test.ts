@@ -11,7 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { ApiKeyAuthProvider } from '../src/index.js'
-import { startObservedApp, until } from './helpers.js'
+import { startObservedApp, until } from './support/helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const PKG_DIR = join(root, 'node_modules/mcp-remote')

@@ -4,7 +4,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import mcpSse, { defaults, type McpSseOptions } from '../src/index.js'
-import { initialize, post, RawStream, startApp } from './helpers.js'
+import { initialize, post, RawStream, startApp } from './support/helpers.js'
 
 /** A subtest, as tap passes it to a test function. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]

@@ -6,9 +6,8 @@ import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import mcpSse, { ApiKeyAuthProvider, type McpRedisOptions } from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
-import { PrivateRedis, REDIS_URL, startInstance, startProxy, testPrefix } from './cluster.js'
-import { connectClient, initialize, post, RawStream, until } from './helpers.js'
+import { PrivateRedis, REDIS_URL, startInstance, startProxy, testPrefix } from './support/cluster.js'
+import { connectClient, exampleServer, initialize, post, RawStream, tsNodeArgs, until } from './support/helpers.js'
 
 const text = (r: unknown): string => {
   const first = (r as CallToolResult).content[0]
@@ -51,7 +50,7 @@ t.test('messages forwarded to another instance arrive in the order they reached 
     const body = request.body as { id?: number } | undefined
     if (typeof body?.id === 'number') order.push(body.id)
   })
-  await otherApp.register(mcpSse, { server: () => buildExampleServer(), redis: { url: REDIS_URL, keyPrefix } })
+  await otherApp.register(mcpSse, { server: () => exampleServer(), redis: { url: REDIS_URL, keyPrefix } })
   await otherApp.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => otherApp.close())
   const other = { base: `http://127.0.0.1:${(otherApp.server.address() as { port: number }).port}` }
@@ -197,7 +196,7 @@ t.test('a session that ends is refused at once through an instance that had rout
 
 t.test('an instance that dies leaves nothing that accepts POSTs: 404 at once, entries expire', async t => {
   const keyPrefix = testPrefix()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/instance.ts'], {
+  const child = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
     env: { ...process.env, REDIS_URL, KEY_PREFIX: keyPrefix, SESSION_TTL: '600' },
     stdio: ['ignore', 'pipe', 'inherit']
   })
@@ -280,7 +279,7 @@ t.test('Redis lost while running: local sessions keep working, cross-instance PO
 t.test('Redis unreachable at start fails register with a clear coded error', async t => {
   const app = Fastify()
   t.teardown(() => app.close())
-  app.register(mcpSse, { server: () => buildExampleServer(), redis: { url: 'redis://127.0.0.1:1', connectTimeout: 500 } })
+  app.register(mcpSse, { server: () => exampleServer(), redis: { url: 'redis://127.0.0.1:1', connectTimeout: 500 } })
   await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_MCP_SSE_REDIS_UNAVAILABLE', message: /Redis is unavailable/ })
 })
 
@@ -310,7 +309,7 @@ t.test('redis options are checked at register', async t => {
     [{ url: REDIS_URL, keyPrefix: '' }, /redis\.keyPrefix/]
   ] as const) {
     const app = Fastify()
-    app.register(mcpSse, { server: () => buildExampleServer(), redis: redis as McpRedisOptions })
+    app.register(mcpSse, { server: () => exampleServer(), redis: redis as McpRedisOptions })
     await t.rejects(async () => { await app.ready() }, { code: 'FST_ERR_MCP_SSE_INVALID_OPTION', message: match })
     await app.close()
   }

@@ -1,8 +1,8 @@
-// A short soak in CI (scripts/soak.ts holds the load; `npm run soak` runs it for 2 minutes):
+// A short soak in CI (test/support/soak.ts holds the load; `npm run soak` runs it for 2 minutes):
 // mixed load for SOAK_SECONDS (default 20) with keep-alive pings every second, and not one
 // response may be lost.
 import t from 'tap'
-import { runSoak } from '../scripts/soak.js'
+import { runSoak } from './support/soak.js'
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20)
 

@@ -6,8 +6,7 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import Fastify from 'fastify'
 import mcpSse from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
-import { connectClient, initialize, post, RawStream, startApp, until } from './helpers.js'
+import { connectClient, exampleServer, initialize, post, RawStream, startApp, until } from './support/helpers.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -124,7 +123,7 @@ t.test('a route prefix applies to both paths and to the announced message path',
 t.test('the prefix of a host plugin is honoured in the announced message path', async t => {
   const app = Fastify({ forceCloseConnections: true })
   await app.register(async api => {
-    await api.register(mcpSse, { server: () => buildExampleServer() })
+    await api.register(mcpSse, { server: () => exampleServer() })
   }, { prefix: '/api' })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
@@ -140,7 +139,7 @@ t.test('the prefix of a host plugin is honoured in the announced message path', 
 t.test('a host plugin prefix and the plugin prefix combine', async t => {
   const app = Fastify({ forceCloseConnections: true })
   await app.register(async api => {
-    await api.register(mcpSse, { server: () => buildExampleServer(), prefix: '/mcp' })
+    await api.register(mcpSse, { server: () => exampleServer(), prefix: '/mcp' })
   }, { prefix: '/api' })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())

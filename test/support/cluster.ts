@@ -6,9 +6,8 @@ import { randomUUID } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import mcpSse, { type McpSseOptions } from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
-import { freePort } from './helpers.js'
+import mcpSse, { type McpSseOptions } from '../../src/index.js'
+import { exampleServer, freePort } from './helpers.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -30,7 +29,7 @@ export async function startInstance (
   fastify: FastifyServerOptions = { forceCloseConnections: true }
 ): Promise<Instance> {
   const app = Fastify(fastify)
-  await app.register(mcpSse, { server: () => buildExampleServer(), ...opts })
+  await app.register(mcpSse, { server: () => exampleServer(), ...opts })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
   return { app, base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` }

@@ -5,8 +5,20 @@ import net, { type AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { SSEClientTransport, type SSEClientTransportOptions } from '@modelcontextprotocol/sdk/client/sse.js'
-import mcpSse, { type McpSseOptions } from '../src/index.js'
-import { buildExampleServer } from '../example/mcp-server.js'
+import mcpSse, { type McpSseOptions } from '../../src/index.js'
+import { buildExampleServer } from '../../example/mcp-server.js'
+import { buildExampleServerV2 } from '../../example/mcp-server-v2.js'
+
+/**
+ * The SDK line of the example server the suites run against: `MCP_TEST_SDK=v2` runs them
+ * against `@modelcontextprotocol/server` 2.x (see test/sdk-v2/), otherwise 1.x.
+ */
+export const SDK_LINE: 'v1' | 'v2' = process.env.MCP_TEST_SDK === 'v2' ? 'v2' : 'v1'
+
+/** The example server (echo, countdown) of the SDK line under test. */
+export function exampleServer (): ReturnType<typeof buildExampleServer> | ReturnType<typeof buildExampleServerV2> {
+  return SDK_LINE === 'v2' ? buildExampleServerV2() : buildExampleServer()
+}
 
 export interface TestApp {
   app: FastifyInstance
@@ -32,7 +44,7 @@ export async function startApp (
   // passes its own options to check that streams end without force.
   const app = Fastify(start.fastify ?? { forceCloseConnections: true })
   await start.before?.(app)
-  await app.register(mcpSse, { server: () => buildExampleServer(), ...opts, ...(start.prefix !== undefined ? { prefix: start.prefix } : {}) })
+  await app.register(mcpSse, { server: () => exampleServer(), ...opts, ...(start.prefix !== undefined ? { prefix: start.prefix } : {}) })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
   const { port } = app.server.address() as AddressInfo
@@ -216,7 +228,7 @@ export async function startObservedApp (
   const requests: string[] = []
   const started = await startApp(t, {
     server: () => {
-      const server = buildExampleServer()
+      const server = exampleServer()
       server.server.oninitialized = () => { clients.push(server.server.getClientVersion()) }
       return server
     },
@@ -228,4 +240,13 @@ export async function startObservedApp (
     }
   })
   return { ...started, clients, requests }
+}
+
+/**
+ * Node flags for a child process that runs a TypeScript file: the test runner's own
+ * loaders when there are some (so the child's coverage of src/ maps onto the same lines
+ * as ours and merges with it), else tsx.
+ */
+export function tsNodeArgs (): string[] {
+  return process.execArgv.some(a => a.includes('@tapjs/typescript')) ? [...process.execArgv] : ['--import', 'tsx']
 }
