@@ -14,8 +14,9 @@
 //     the project's package.json (a package only present through another's dependencies does
 //     not count). It must type-check with our TypeScript under strict (noUnusedLocals and
 //     noUnusedParameters too), and `npx --no tsx server.ts` must serve the SDK's Client an
-//     `echo` tool at /sse, logging Fastify's "Server listening at <url>" line; every
-//     `port: <number>` in it becomes `port: 0`.
+//     `echo` tool at /sse (or at the path of `sse=<path>` in the marker, e.g.
+//     `<!-- snippet-test sse=/mcp/sse -->`), logging Fastify's "Server listening at <url>"
+//     line; every `port: <number>` in it becomes `port: 0`.
 // Nothing here skips: a missing marker, tool or answer fails.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -32,6 +33,12 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   peerDependencies: Record<string, string>
 }
 const TSC = join(root, 'node_modules/typescript/bin/tsc')
+
+// npm builds and installs: about 45 s alone, about 100 s under the load of the whole suite,
+// and every marked README snippet adds a project of its own. The projects are independent,
+// so they are made two at a time.
+t.setTimeout(300_000)
+t.jobs = 2
 
 const work = mkdtempSync(join(tmpdir(), 'fastify-mcp-sse-package-test-'))
 t.teardown(() => rmSync(work, { recursive: true, force: true }))
@@ -133,7 +140,7 @@ console.log('Server listening at http://127.0.0.1:' + app.server.address().port)
 
 // --- The README's marked snippets -----------------------------------------------------
 
-interface Block { lang: string, line: number, code: string }
+interface Block { lang: string, line: number, code: string, sse: string }
 
 const README = readFileSync(join(root, 'README.md'), 'utf8')
 
@@ -142,12 +149,14 @@ function markedBlocks (markdown: string): Block[] {
   const lines = markdown.split('\n')
   const blocks: Block[] = []
   for (let i = 0; i < lines.length - 1; i++) {
-    if (!/^<!--\s*snippet-test\b.*-->\s*$/.test(lines[i]!)) continue
+    const marker = /^<!--\s*snippet-test\b(.*)-->\s*$/.exec(lines[i]!)
+    if (marker === null) continue
     const fence = /^(```+)(\w*)\s*$/.exec(lines[i + 1]!)
     if (fence === null) throw new Error(`README.md line ${i + 1}: a snippet-test marker must be right before a code fence`)
     const end = lines.findIndex((l, j) => j > i + 1 && l.startsWith(fence[1]!))
     if (end === -1) throw new Error(`README.md line ${i + 2}: the marked code block never closes`)
-    blocks.push({ lang: fence[2]!, line: i + 2, code: lines.slice(i + 2, end).join('\n') })
+    const sse = /(?:^|\s)sse=(\S+)/.exec(marker[1]!)?.[1] ?? '/sse'
+    blocks.push({ lang: fence[2]!, line: i + 2, code: lines.slice(i + 2, end).join('\n'), sse })
   }
   return blocks
 }
@@ -197,7 +206,7 @@ for (const snippet of snippets) {
     t.equal(check.code, 0, 'tsc --strict --noEmit finds no error', { output: check.out })
 
     const url = await serve(t, 'npx', ['--no', 'tsx', 'server.ts'], dir)
-    const client = await connect(t, `${url}/sse`)
+    const client = await connect(t, `${url}${snippet.sse}`)
     const tools = await client.listTools()
     t.ok(tools.tools.some(tool => tool.name === 'echo'), 'it lists an echo tool')
     const text = `hello from README.md line ${snippet.line}`
@@ -237,7 +246,11 @@ async function stop (child: ChildProcess): Promise<void> {
 
 async function connect (t: Test, url: string): Promise<Client> {
   const client = new Client({ name: 'package-test', version: '1.0.0' })
-  await client.connect(new SSEClientTransport(new URL(url)))
+  try {
+    await client.connect(new SSEClientTransport(new URL(url)))
+  } catch (err) {
+    throw new Error(`the SDK client could not connect to ${url}: ${(err as Error).message}`)
+  }
   t.teardown(() => client.close())
   return client
 }
