@@ -70,9 +70,9 @@ export const FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE = createError<[string]>(
   'Unsupported content type "%s": send application/json.',
   ERROR_TABLE.unsupported_media_type.status
 )
-export const FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN = createError<[string, string]>(
+export const FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN = createError<[string, string, string]>(
   'FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN',
-  '%s "%s" is not allowed.',
+  '%s "%s" is not allowed.%s',
   ERROR_TABLE.forbidden_origin.status
 )
 export const FST_ERR_MCP_SSE_TOO_MANY_SESSIONS = createError<[number]>(

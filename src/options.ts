@@ -88,6 +88,16 @@ export interface McpSseOptions {
    */
   allowedHosts?: string[]
   /**
+   * DNS-rebinding protection without configuration. With no `allowedHosts`, a request that
+   * arrived on a loopback address (127.0.0.0/8, ::1) must name a loopback `Host`
+   * (`localhost`, `127.x.x.x`, `[::1]`, any port); with no `allowedOrigins`, its `Origin`,
+   * if any, must be a loopback origin or one you opened with `cors.allowOrigin` (`'*'`
+   * opens all). Otherwise 403 `forbidden_origin`. Requests that arrived on other
+   * addresses are not affected. `false` turns the default off, for servers whose own
+   * front checks Host and Origin. @default true
+   */
+  dnsRebindingProtection?: boolean
+  /**
    * Authentication: a provider and which routes need it. Sessions are bound to the
    * principal that opened them (or, when only messages are authenticated, to the first
    * one that posts). @default undefined (no authentication)
@@ -124,6 +134,16 @@ export interface ResolvedRedis {
   connectTimeout: number
 }
 
+/** What the DNS-rebinding default checks on requests that arrived on a loopback address. */
+export interface LoopbackDefaults {
+  /** The Host must be a loopback name (no `allowedHosts` was given). */
+  host: boolean
+  /** An Origin must be a loopback one or in `opened` (no `allowedOrigins`, and not `cors.allowOrigin: '*'`). */
+  origin: boolean
+  /** Origins the user opened through `cors.allowOrigin`. */
+  opened: ReadonlySet<string>
+}
+
 export interface ResolvedOptions {
   server: McpSseOptions['server']
   endpoint: string
@@ -136,6 +156,7 @@ export interface ResolvedOptions {
   maxBufferedBytes: number
   allowedOrigins: ReadonlySet<string> | undefined
   allowedHosts: ReadonlySet<string> | undefined
+  loopbackDefaults: LoopbackDefaults
   auth: ResolvedAuth | undefined
   redis: ResolvedRedis | undefined
 }
@@ -233,6 +254,20 @@ function resolveRedis (redis: McpRedisOptions): ResolvedRedis {
   }
 }
 
+function resolveLoopbackDefaults (o: Partial<McpSseOptions>, origins: Set<string> | undefined, hosts: Set<string> | undefined): LoopbackDefaults {
+  const on = o.dnsRebindingProtection ?? true
+  if (typeof on !== 'boolean') fail('dnsRebindingProtection', 'Use true (the default) or false.')
+  // An allowOrigin the user wrote is a decision to let those pages in; the default '*' is not.
+  const userOrigins = typeof o.cors === 'object' && o.cors !== null && typeof o.cors.allowOrigin === 'string'
+    ? o.cors.allowOrigin.split(',').map(x => x.trim()).filter(x => x !== '')
+    : []
+  return {
+    host: on && hosts === undefined,
+    origin: on && origins === undefined && !userOrigins.includes('*'),
+    opened: new Set(userOrigins)
+  }
+}
+
 /** Checks every option once, at register time, and fills in the defaults. */
 export function resolveOptions (opts: Partial<McpSseOptions> | undefined): ResolvedOptions {
   const o: Partial<McpSseOptions> = opts ?? {}
@@ -280,6 +315,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     maxBufferedBytes: size('maxBufferedBytes', o.maxBufferedBytes ?? defaults.maxBufferedBytes),
     allowedOrigins,
     allowedHosts,
+    loopbackDefaults: resolveLoopbackDefaults(o, allowedOrigins, allowedHosts),
     auth,
     redis
   }

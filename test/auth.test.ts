@@ -171,7 +171,8 @@ t.test('with endpoints.messages false, posts need no credentials and tools see t
 t.test('CORS preflight never needs credentials', async t => {
   const { base } = await startApp(t, { auth: { provider: keys() } })
   for (const path of ['/sse', '/messages']) {
-    const res = await fetch(`${base}${path}`, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-api-key' } })
+    // A loopback page: on this 127.0.0.1 listener the DNS-rebinding default admits it.
+    const res = await fetch(`${base}${path}`, { method: 'OPTIONS', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-api-key' } })
     t.equal(res.status, 204, path)
     t.equal(res.headers.get('access-control-allow-origin'), '*')
   }

@@ -25,7 +25,10 @@ if (!existsSync(CHROMIUM)) {
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // Names under .test resolve to this machine: a page on a non-loopback origin, and a
+    // DNS-rebinding attack (a hostile name that resolves to the server), stay on loopback.
+    '--host-resolver-rules=MAP *.test 127.0.0.1'],
   timeout: 20_000
 })
 t.teardown(() => browser.close())
@@ -54,8 +57,11 @@ interface PageApi {
   __result: unknown
 }
 
-/** The page's origin: a plain node:http server on another port of 127.0.0.1. */
-async function startPageServer (t: Test): Promise<string> {
+/**
+ * The page's origin: a plain node:http server on another port of 127.0.0.1, named by
+ * `hostname` (a loopback origin by default; a name under .test for a foreign one).
+ */
+async function startPageServer (t: Test, hostname = '127.0.0.1'): Promise<string> {
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
@@ -70,16 +76,17 @@ async function startPageServer (t: Test): Promise<string> {
     server.closeAllConnections()
     server.close(() => resolve())
   }))
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return `http://${hostname}:${(server.address() as AddressInfo).port}`
 }
 
 interface LoggedRequest { method: string, path: string, status: number, origin: string | undefined, requestHeaders: string | undefined }
 
 /** The MCP app on its own origin, logging every answered request (hijacked streams aside). */
-async function startMcp (t: Test, opts: Partial<McpSseOptions>): Promise<TestApp & { log: LoggedRequest[] }> {
+async function startMcp (t: Test, opts: Partial<McpSseOptions>, hostRoutes?: (app: FastifyInstance) => void): Promise<TestApp & { log: LoggedRequest[] }> {
   const log: LoggedRequest[] = []
   const started = await startApp(t, opts, {
     before: (app: FastifyInstance) => {
+      hostRoutes?.(app)
       app.addHook('onResponse', async (request, reply) => {
         const ach = request.headers['access-control-request-headers']
         log.push({
@@ -200,6 +207,46 @@ t.test('allowOrigin naming another origin: the browser blocks the stream and the
   await assertStreamDropped(t, mcp)
   await assertPostBlocked(t, page, mcp, 204)
   t.ok(consoleErrors.some(m => /blocked by CORS policy/.test(m)), 'Chromium says CORS blocked it')
+})
+
+t.test('by default a page on a foreign origin is refused: 403 before any session, and its POSTs stop at the preflight', async t => {
+  const origin = await startPageServer(t, 'page.test')
+  const mcp = await startMcp(t, {})
+  const { page } = await openPage(t, origin)
+  assertStreamBlocked(t, await runSession(page, mcp.base, { timeoutMs: 5000 }))
+  t.same(mcp.log.filter(x => x.path === '/sse').map(x => [x.method, x.status, x.origin]), [['GET', 403, origin]],
+    'the server refused the stream with 403')
+  t.equal(mcp.app.mcpSessions.size, 0, 'and opened no session for it')
+  await assertPostBlocked(t, page, mcp, 403)
+})
+
+t.test('a page on a foreign origin runs a whole session once its origin is opened (allowedOrigins or cors.allowOrigin)', async t => {
+  const origin = await startPageServer(t, 'page.test')
+  for (const opts of [{ allowedOrigins: [origin] }, { cors: { allowOrigin: origin } }, { cors: { allowOrigin: '*' } }]) {
+    t.test(JSON.stringify(opts), async t => {
+      const mcp = await startMcp(t, opts)
+      const { page } = await openPage(t, origin)
+      await assertWorks(t, page, mcp, origin)
+    })
+  }
+})
+
+t.test('DNS rebinding: a page served under a hostile name that resolves to the server itself is refused by default', async t => {
+  const mcp = await startMcp(t, {}, app => {
+    // The attacker's page, as the rebound name would serve it: same origin as the MCP routes.
+    app.get('/', (_request, reply) => { reply.type('text/html; charset=utf-8').send(PAGE) })
+  })
+  const origin = `http://rebind.test:${new URL(mcp.base).port}`
+  const { page } = await openPage(t, origin)
+  const r = await runSession(page, origin, { timeoutMs: 5000 })
+  t.same(r.error, { name: 'Error', message: 'EventSource failed' }, 'the same-origin stream failed')
+  t.equal(r.endpoint, null, 'no endpoint event reached the page')
+  t.same(mcp.log.filter(x => x.path === '/sse').map(x => [x.method, x.status]), [['GET', 403]], 'the server answered 403 to the rebound Host')
+  t.equal(mcp.app.mcpSessions.size, 0, 'and opened no session')
+  const p = await runPost(page, `${origin}/messages?sessionId=x`, { jsonrpc: '2.0', id: 1, method: 'ping' })
+  t.equal(p.status, 403, 'a same-origin POST reads 403')
+  t.match(JSON.parse(p.body ?? '{}'), { error: { code: -32000, data: { type: 'forbidden_origin' }, message: /^Host "rebind\.test:\d+" is not allowed\..*allowedHosts/ } },
+    'whose message names the Host and the option that would let it in')
 })
 
 t.test('cors false: the browser blocks the stream and the POSTs', async t => {

@@ -52,11 +52,15 @@ function accessControl (headers: http.IncomingHttpHeaders): string[] {
 
 const EXPOSE = 'Content-Type, Authorization, x-api-key'
 
+// The app listens on 127.0.0.1, where the DNS-rebinding default lets in only pages from
+// loopback origins unless an origin is opened explicitly: the page here is one of those.
+const PAGE = 'http://localhost:5173'
+
 // --- default CORS -----------------------------------------------------------------
 
 t.test('by default the stream allows any origin and exposes the documented headers', async t => {
   const { base } = await startApp(t)
-  const { stream } = await session(t, base, { origin: 'https://site.example' })
+  const { stream } = await session(t, base, { origin: PAGE })
   t.equal(stream.res.headers['access-control-allow-origin'], '*')
   t.equal(stream.res.headers['access-control-expose-headers'], EXPOSE)
 })
@@ -64,7 +68,7 @@ t.test('by default the stream allows any origin and exposes the documented heade
 t.test('by default a POSTed message answer allows any origin and exposes the documented headers', async t => {
   const { base } = await startApp(t)
   const { url } = await session(t, base)
-  const res = await json(url, initialize(1), { origin: 'https://site.example' })
+  const res = await json(url, initialize(1), { origin: PAGE })
   t.equal(res.status, 202)
   t.equal(res.headers['access-control-allow-origin'], '*')
   t.equal(res.headers['access-control-expose-headers'], EXPOSE)
@@ -72,7 +76,7 @@ t.test('by default a POSTed message answer allows any origin and exposes the doc
 
 t.test('by default a preflight of the message endpoint answers 204 with the documented values', async t => {
   const { base } = await startApp(t)
-  const res = await preflight(`${base}/messages`, 'https://site.example')
+  const res = await preflight(`${base}/messages`, PAGE)
   t.equal(res.status, 204)
   t.equal(res.headers['access-control-allow-origin'], '*')
   t.equal(res.headers['access-control-allow-methods'], 'GET, POST, OPTIONS')
@@ -82,7 +86,7 @@ t.test('by default a preflight of the message endpoint answers 204 with the docu
 
 t.test('by default a preflight of the stream endpoint answers 204 with the documented values', async t => {
   const { base } = await startApp(t)
-  const res = await preflight(`${base}/sse`, 'https://site.example', 'GET')
+  const res = await preflight(`${base}/sse`, PAGE, 'GET')
   t.equal(res.status, 204)
   t.equal(res.headers['access-control-allow-origin'], '*')
   t.equal(res.headers['access-control-allow-methods'], 'GET, POST, OPTIONS')
@@ -92,7 +96,7 @@ t.test('by default a preflight of the stream endpoint answers 204 with the docum
 
 t.test('error answers of the plugin carry CORS headers so a browser can read them', async t => {
   const { base } = await startApp(t)
-  const res = await json(`${base}/messages?sessionId=nope`, initialize(1), { origin: 'https://site.example' })
+  const res = await json(`${base}/messages?sessionId=nope`, initialize(1), { origin: PAGE })
   t.equal(res.status, 404)
   t.equal(res.body.error.data.type, 'session_not_found')
   t.equal(res.headers['access-control-allow-origin'], '*')
@@ -122,11 +126,11 @@ t.test('a comma-separated allowOrigin reflects an allowed request origin', async
 
 t.test('a comma-separated allowOrigin omits the header for another origin', async t => {
   const { base } = await startApp(t, { cors: { allowOrigin: 'https://a.example, https://b.example' } })
-  const { stream, url } = await session(t, base, { origin: 'https://c.example' })
+  const { stream, url } = await session(t, base, { origin: PAGE })
   t.equal(stream.res.headers['access-control-allow-origin'], undefined)
-  const res = await json(url, initialize(1), { origin: 'https://c.example' })
+  const res = await json(url, initialize(1), { origin: PAGE })
   t.equal(res.headers['access-control-allow-origin'], undefined)
-  const pre = await preflight(`${base}/messages`, 'https://c.example')
+  const pre = await preflight(`${base}/messages`, PAGE)
   t.equal(pre.headers['access-control-allow-origin'], undefined)
 })
 
@@ -134,9 +138,9 @@ t.test('a comma-separated allowOrigin omits the header for another origin', asyn
 
 t.test('cors false writes no access-control headers on the stream or on messages', async t => {
   const { base } = await startApp(t, { cors: false })
-  const { stream, url } = await session(t, base, { origin: 'https://site.example' })
+  const { stream, url } = await session(t, base, { origin: PAGE })
   t.same(accessControl(stream.res.headers), [])
-  const res = await json(url, initialize(1), { origin: 'https://site.example' })
+  const res = await json(url, initialize(1), { origin: PAGE })
   t.equal(res.status, 202)
   t.same(accessControl(res.headers), [])
 })
@@ -296,7 +300,7 @@ for (const order of ['before', 'after'] as const) {
   t.test(`the plugin's preflights answer with the plugin's CORS settings when the host registers @fastify/cors ${order} it`, opts('preflight', order), async t => {
     const { base } = await hostWithCors(t, order)
     for (const path of ['/messages', '/sse']) {
-      const res = await preflight(`${base}${path}`, 'https://site.example')
+      const res = await preflight(`${base}${path}`, PAGE)
       t.equal(res.status, 204, path)
       t.equal(res.headers['access-control-allow-origin'], '*', path)
       t.equal(res.headers['access-control-allow-methods'], 'GET, POST, OPTIONS', path)
@@ -306,10 +310,10 @@ for (const order of ['before', 'after'] as const) {
 
   t.test(`the plugin's stream and messages answer with the plugin's CORS settings when the host registers @fastify/cors ${order} it`, opts('answers', order), async t => {
     const { base } = await hostWithCors(t, order)
-    const { stream, url } = await session(t, base, { origin: 'https://site.example' })
+    const { stream, url } = await session(t, base, { origin: PAGE })
     t.equal(stream.res.headers['access-control-allow-origin'], '*')
     t.equal(stream.res.headers['access-control-expose-headers'], EXPOSE)
-    const res = await json(url, initialize(1), { origin: 'https://site.example' })
+    const res = await json(url, initialize(1), { origin: PAGE })
     t.equal(res.status, 202)
     t.equal(res.headers['access-control-allow-origin'], '*')
     t.equal(res.headers['access-control-expose-headers'], EXPOSE)
@@ -331,6 +335,6 @@ t.test('plain requests without Origin carry no CORS headers (only browsers read 
   const res = await fetch(`${base}/messages?sessionId=x`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' })
   t.equal(res.status, 404)
   t.equal(res.headers.get('access-control-allow-origin'), null)
-  const withOrigin = await fetch(`${base}/messages?sessionId=x`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://a.example' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' })
+  const withOrigin = await fetch(`${base}/messages?sessionId=x`, { method: 'POST', headers: { 'content-type': 'application/json', origin: PAGE }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' })
   t.equal(withOrigin.headers.get('access-control-allow-origin'), '*')
 })

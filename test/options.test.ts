@@ -153,28 +153,31 @@ t.test('an endpoint with a trailing slash behaves as without it', async t => {
   t.equal(JSON.parse((await s.next('message')).data).id, 1)
 })
 
+// A page the DNS-rebinding default admits on this 127.0.0.1 listener.
+const PAGE = 'http://localhost:5173'
+
 t.test('cors: false writes no Access-Control-* headers on GET and POST', async t => {
   const { base } = await startApp(t, { server, cors: false })
-  const s = await RawStream.open(`${base}/sse`, { origin: 'https://app.example.com' })
+  const s = await RawStream.open(`${base}/sse`, { origin: PAGE })
   t.teardown(() => s.close())
   t.equal(s.res.statusCode, 200)
   t.same(Object.keys(s.res.headers).filter(h => h.startsWith('access-control-')), [], 'GET')
   const url = await s.endpoint(base)
-  const res = await post(url, initialize(1), { origin: 'https://app.example.com' })
+  const res = await post(url, initialize(1), { origin: PAGE })
   t.equal(res.status, 202)
   t.same([...res.headers.keys()].filter(h => h.startsWith('access-control-')), [], 'POST')
-  const error = await post(`${base}/messages`, initialize(1), { origin: 'https://app.example.com' })
+  const error = await post(`${base}/messages`, initialize(1), { origin: PAGE })
   t.equal(error.status, 404)
   t.same([...error.headers.keys()].filter(h => h.startsWith('access-control-')), [], 'POST error')
 })
 
 t.test('by default, CORS headers are written on GET and POST', async t => {
   const { base } = await startApp(t, { server })
-  const s = await RawStream.open(`${base}/sse`, { origin: 'https://app.example.com' })
+  const s = await RawStream.open(`${base}/sse`, { origin: PAGE })
   t.teardown(() => s.close())
   t.equal(s.res.headers['access-control-allow-origin'], '*', 'GET')
   t.equal(s.res.headers['access-control-expose-headers'], defaults.cors.exposeHeaders, 'GET')
-  const res = await post(await s.endpoint(base), initialize(1), { origin: 'https://app.example.com' })
+  const res = await post(await s.endpoint(base), initialize(1), { origin: PAGE })
   t.equal(res.headers.get('access-control-allow-origin'), '*', 'POST')
 })
 

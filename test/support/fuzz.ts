@@ -325,6 +325,9 @@ export async function startTarget (opts: { requestTimeoutMs?: number } = {}): Pr
   const app = Fastify({ forceCloseConnections: true })
   await app.register(mcpSse, {
     server: () => buildExampleServer(),
+    // Pages of any origin are let in explicitly (on this loopback listener the default lets
+    // in only loopback pages); the oracle expects them served, with the default headers.
+    cors: { allowOrigin: '*' },
     maxMessageSize: LIMIT,
     keepAliveInterval: 250,
     maxSessions: 1_000_000
