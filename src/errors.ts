@@ -17,6 +17,9 @@ export type McpErrorType =
   | 'too_many_sessions'
   | 'message_handler_error'
   | 'service_unavailable'
+  | 'not_acceptable'
+  | 'method_not_allowed'
+  | 'conflict'
   | 'internal_error'
 
 /** HTTP status and JSON-RPC error code of each error type: the one place both are declared. */
@@ -31,6 +34,9 @@ export const ERROR_TABLE: Readonly<Record<McpErrorType, { status: number, code: 
   too_many_sessions: { status: 503, code: -32000 },
   message_handler_error: { status: 500, code: -32603 },
   service_unavailable: { status: 503, code: -32000 },
+  not_acceptable: { status: 406, code: -32000 },
+  method_not_allowed: { status: 405, code: -32000 },
+  conflict: { status: 409, code: -32000 },
   internal_error: { status: 500, code: -32603 }
 }
 
@@ -96,6 +102,27 @@ export const FST_ERR_MCP_SSE_AUTHENTICATION = createError<[string]>(
   ERROR_TABLE.authentication_error.status
 )
 
+export const FST_ERR_MCP_SSE_BAD_REQUEST = createError<[string]>(
+  'FST_ERR_MCP_SSE_BAD_REQUEST',
+  '%s',
+  ERROR_TABLE.invalid_request.status
+)
+export const FST_ERR_MCP_SSE_NOT_ACCEPTABLE = createError<[string]>(
+  'FST_ERR_MCP_SSE_NOT_ACCEPTABLE',
+  'Not Acceptable: %s',
+  ERROR_TABLE.not_acceptable.status
+)
+export const FST_ERR_MCP_SSE_METHOD_NOT_ALLOWED = createError<[string]>(
+  'FST_ERR_MCP_SSE_METHOD_NOT_ALLOWED',
+  'Method Not Allowed: %s',
+  ERROR_TABLE.method_not_allowed.status
+)
+export const FST_ERR_MCP_SSE_CONFLICT = createError<[string]>(
+  'FST_ERR_MCP_SSE_CONFLICT',
+  'Conflict: %s',
+  ERROR_TABLE.conflict.status
+)
+
 /**
  * A refused request: the provider's status (401, or 403 and the like) and headers such as
  * `WWW-Authenticate` travel with the error to the handler.
@@ -120,6 +147,10 @@ const typeByCode: Readonly<Record<string, McpErrorType>> = {
   FST_ERR_MCP_SSE_HANDLER_ERROR: 'message_handler_error',
   FST_ERR_MCP_SSE_AUTHENTICATION: 'authentication_error',
   FST_ERR_MCP_SSE_REDIS_UNAVAILABLE: 'service_unavailable',
+  FST_ERR_MCP_SSE_BAD_REQUEST: 'invalid_request',
+  FST_ERR_MCP_SSE_NOT_ACCEPTABLE: 'not_acceptable',
+  FST_ERR_MCP_SSE_METHOD_NOT_ALLOWED: 'method_not_allowed',
+  FST_ERR_MCP_SSE_CONFLICT: 'conflict',
   // Fastify's own body errors, raised before our handler runs.
   FST_ERR_CTP_BODY_TOO_LARGE: 'message_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
@@ -212,7 +243,8 @@ export function mcpErrorHandler ({ maxMessageSize, isOpen }: ErrorHandlerContext
     const body: unknown = request.body
     const msg = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : undefined
     const query = request.query as Record<string, unknown> | undefined
-    const sessionId = typeof query?.sessionId === 'string' ? query.sessionId : undefined
+    const header = request.headers['mcp-session-id']
+    const sessionId = typeof query?.sessionId === 'string' ? query.sessionId : typeof header === 'string' ? header : undefined
     reply
       .code(status)
       .type('application/json; charset=utf-8')

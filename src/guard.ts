@@ -1,7 +1,7 @@
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
 import { corsResponder } from './cors.js'
 import { FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN, FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE } from './errors.js'
-import type { ResolvedOptions } from './options.js'
+import type { ResolvedCors, ResolvedOptions } from './options.js'
 
 /** The `application/json` check of the message route, or the error to answer with. */
 function jsonCheck (request: FastifyRequest): Error | undefined {
@@ -60,12 +60,12 @@ const ORIGIN_HELP = ' This server listens on a loopback address, and to stop DNS
  * The Origin/Host checks are the configured allowlists, and otherwise, for requests that
  * arrived on a loopback address, the loopback default (see `dnsRebindingProtection`).
  */
-export function requestGuard (options: ResolvedOptions, requireJson: boolean): onRequestHookHandler {
+export function requestGuard (options: ResolvedOptions, requireJson: boolean, corsSettings: ResolvedCors | false = options.cors): onRequestHookHandler {
   const origins = options.allowedOrigins
   const hosts = options.allowedHosts
   const loopback = options.loopbackDefaults
   const checkLoopback = loopback.host || loopback.origin
-  const cors = options.cors === false ? undefined : corsResponder(options.cors)
+  const cors = corsSettings === false ? undefined : corsResponder(corsSettings)
   return function mcpGuard (request, reply, done) {
     const origin = request.headers.origin
     if (origins !== undefined && origin !== undefined && !origins.has(origin)) {

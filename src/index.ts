@@ -2,11 +2,12 @@ import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from '
 import fp from 'fastify-plugin'
 import { authHook } from './auth/hook.js'
 import { requestGuard } from './guard.js'
-import { resolveOptions, type McpSseOptions, type ResolvedOptions } from './options.js'
+import { resolveOptions, type McpSseOptions, type ResolvedCors, type ResolvedOptions } from './options.js'
 import type { RouteContext } from './routes/context.js'
 import { messagesRoute } from './routes/messages.js'
 import { resourceMetadataRoutes } from './routes/metadata.js'
-import { sseRoute } from './routes/sse.js'
+import { mcpRoute } from './routes/mcp.js'
+import { sseRoute, sseStreamHandler } from './routes/sse.js'
 import { setupScope } from './scope.js'
 import { LocalCluster } from './session/cluster.js'
 import { RedisCluster } from './session/redis.js'
@@ -18,6 +19,8 @@ export type { McpSession, McpSessionStore, McpSessionInfo } from './session/type
 export type { McpErrorType, JsonRpcErrorBody } from './errors.js'
 export type { CloseReason, SessionTransport, TransportKind } from './transports/transport.js'
 export { SseSessionTransport, SseServerTransport } from './transports/sse.js'
+export { StreamableSessionTransport, type ResponseMode } from './transports/streamable.js'
+export { MemoryEventStore, type McpEventStore, type MemoryEventStoreOptions, type StoredEvent } from './transports/event-store.js'
 export { defaults } from './options.js'
 export * as errors from './errors.js'
 export * from './auth/index.js'
@@ -34,11 +37,12 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
     isOpen: id => store.get(id)?.isOpen === true
   })
 
-  // Route-level hooks: the guard (Origin/Host allowlists, CORS, content type), then auth
+  // Route-level hooks: the guard (Origin/Host checks, CORS, content type), then auth
   // where `auth.endpoints` asks for it.
   const auth = options.auth
-  const hooks = (requireJson: boolean, authOn: boolean): onRequestHookHandler[] => {
-    const guard = requestGuard(options, requireJson)
+  const mcpCors = options.cors === false ? false : withMcpHeaders(options.cors)
+  const hooks = (requireJson: boolean, authOn: boolean, cors: ResolvedCors | false = options.cors): onRequestHookHandler[] => {
+    const guard = requestGuard(options, requireJson, cors)
     return auth !== undefined && authOn ? [guard, authHook(auth.provider)] : [guard]
   }
 
@@ -46,21 +50,46 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
     options,
     store,
     messagePath: scope.prefix.replace(/\/+$/, '') + options.messageEndpoint,
-    hooks: { sse: hooks(false, auth?.sse ?? false), messages: hooks(true, auth?.messages ?? false) }
-  }
-  sseRoute(scope, routes)
-  messagesRoute(scope, routes)
-  if (options.cors !== false) {
-    // The CORS hook answers preflights; these routes make the exact paths match.
-    for (const url of [options.endpoint, options.messageEndpoint]) {
-      scope.options(url, { onRequest: hooks(false, false), config: { cors: false } }, (_request, reply) => { reply.code(204).send() })
+    hooks: {
+      sse: hooks(false, auth?.sse ?? false),
+      messages: hooks(true, auth?.messages ?? false),
+      mcpPost: hooks(true, auth?.mcp ?? false, mcpCors),
+      mcp: hooks(false, auth?.mcp ?? false, mcpCors),
+      mcpPreflight: hooks(false, false, mcpCors)
     }
+  }
+  const openSseSession = options.endpoint === false ? undefined : sseStreamHandler(routes)
+  if (options.endpoint !== false) {
+    sseRoute(scope, routes, options.endpoint)
+    messagesRoute(scope, routes)
+    if (options.cors !== false) {
+      // The CORS hook answers preflights; these routes make the exact paths match.
+      for (const url of [options.endpoint, options.messageEndpoint]) {
+        scope.options(url, { onRequest: hooks(false, false), config: { cors: false } }, (_request, reply) => { reply.code(204).send() })
+      }
+    }
+  }
+  if (options.mcpEndpoint !== false) mcpRoute(scope, routes, options.mcpEndpoint, openSseSession)
+}
+
+/** Streamable HTTP's own headers, added to the CORS settings of `{mcpEndpoint}`. */
+function withMcpHeaders (cors: ResolvedCors): ResolvedCors {
+  const add = (list: string, names: string[]): string => {
+    const have = new Set(list.split(',').map(x => x.trim().toLowerCase()))
+    return [list, ...names.filter(n => !have.has(n.toLowerCase()))].filter(x => x !== '').join(', ')
+  }
+  return {
+    ...cors,
+    methods: add(cors.methods, ['GET', 'POST', 'DELETE', 'OPTIONS']),
+    allowedHeaders: add(cors.allowedHeaders, ['Mcp-Session-Id', 'MCP-Protocol-Version', 'Last-Event-ID', 'Mcp-Method', 'Mcp-Name']),
+    exposedHeaders: add(cors.exposedHeaders, ['Mcp-Session-Id'])
   }
 }
 
 /**
- * Serves MCP over HTTP+SSE: `GET {endpoint}` opens a session's event stream,
- * `POST {messageEndpoint}?sessionId=` carries the client's JSON-RPC messages.
+ * Serves MCP over HTTP: Streamable HTTP at `{mcpEndpoint}`, and HTTP+SSE (`GET {endpoint}`
+ * opens a session's event stream, `POST {messageEndpoint}?sessionId=` carries the
+ * client's messages), from one register.
  */
 async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { prefix?: string }): Promise<void> {
   const options = resolveOptions(opts)

@@ -28,10 +28,15 @@ export interface McpMessageExtra {
   readonly request?: Request
 }
 
+/** What the SDK says about an outgoing message: the request it belongs to, if any. */
+export interface McpSendOptions {
+  relatedRequestId?: string | number | undefined
+}
+
 /** The SDK `Transport` contract (the part both lines share). */
 export interface McpTransport {
   start (): Promise<void>
-  send (message: JsonRpcMessage): Promise<void>
+  send (message: JsonRpcMessage, options?: McpSendOptions): Promise<void>
   close (): Promise<void>
   onclose?: (() => void) | undefined
   onerror?: ((error: Error) => void) | undefined

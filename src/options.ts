@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis'
 import { FST_ERR_MCP_SSE_INVALID_OPTION } from './errors.js'
 import type { AuthProvider, AuthResult, McpAuthOptions } from './auth/types.js'
 import type { McpServerLike } from './mcp.js'
+import { MemoryEventStore, type McpEventStore } from './transports/event-store.js'
 
 /** Passed to the `server` factory once per session. */
 export interface McpSessionContext {
@@ -55,10 +56,46 @@ export interface McpSseOptions {
    * Required.
    */
   server: (context: McpSessionContext) => McpServerLike | Promise<McpServerLike>
-  /** Path of the SSE stream (GET). Relative to the plugin's prefix. @default "/sse" */
-  endpoint?: string
-  /** Path clients POST messages to. Relative to the plugin's prefix. @default "/messages" */
+  /**
+   * Path of the HTTP+SSE stream (GET). Relative to the plugin's prefix. `false` turns the
+   * HTTP+SSE endpoints off (and the one-URL fallback on `mcpEndpoint` with them).
+   * @default "/sse"
+   */
+  endpoint?: string | false
+  /** Path HTTP+SSE clients POST messages to. Relative to the plugin's prefix. @default "/messages" */
   messageEndpoint?: string
+  /**
+   * Path of the Streamable HTTP endpoint (POST, GET, DELETE), relative to the prefix. A GET
+   * on it without `Mcp-Session-Id` opens an HTTP+SSE session, so one URL serves every
+   * client. `false` turns it off. @default "/mcp"
+   */
+  mcpEndpoint?: string | false
+  /**
+   * How a Streamable HTTP POST is answered: `auto` as `application/json` unless messages
+   * (progress, logs, server requests) come before the result, then as an event stream;
+   * `json` or `sse` always. @default "auto"
+   */
+  responseMode?: 'auto' | 'json' | 'sse'
+  /**
+   * Streamable HTTP without sessions: each POST is served by a new server from the factory
+   * and answered on its own; GET and DELETE answer 405. @default false
+   */
+  stateless?: boolean
+  /**
+   * Ends a Streamable HTTP session that no request or stream has touched for this long, in
+   * ms (clients that re-initialize without DELETE must not fill `maxSessions`); 0: never.
+   * @default 600000
+   */
+  sessionIdleTimeout?: number
+  /**
+   * Where Streamable HTTP stream events are kept so a client that lost a stream can
+   * reconnect with `Last-Event-ID` and get exactly what it missed. `false` keeps nothing
+   * (events then carry no id). @default a MemoryEventStore (per session: 1000 events,
+   * 1 MiB, 5 minutes)
+   */
+  eventStore?: McpEventStore | false
+  /** `retry:` of each stream's priming event: how long a client waits before reconnecting, in ms. @default 1000 */
+  retryInterval?: number
   /** Largest accepted POST body: bytes, or a string such as "512kb", "4mb". @default "4mb" */
   maxMessageSize?: string | number
   /** Extra headers written on every SSE response. @default {} */
@@ -115,6 +152,7 @@ export interface ResolvedAuth {
   provider: AuthProvider
   sse: boolean
   messages: boolean
+  mcp: boolean
 }
 
 export interface ResolvedCors {
@@ -146,8 +184,14 @@ export interface LoopbackDefaults {
 
 export interface ResolvedOptions {
   server: McpSseOptions['server']
-  endpoint: string
+  endpoint: string | false
   messageEndpoint: string
+  mcpEndpoint: string | false
+  responseMode: 'auto' | 'json' | 'sse'
+  stateless: boolean
+  sessionIdleTimeout: number
+  eventStore: McpEventStore | undefined
+  retryInterval: number
   maxMessageSize: number
   headers: Record<string, string>
   cors: ResolvedCors | false
@@ -164,6 +208,11 @@ export interface ResolvedOptions {
 export const defaults = {
   endpoint: '/sse',
   messageEndpoint: '/messages',
+  mcpEndpoint: '/mcp',
+  responseMode: 'auto',
+  stateless: false,
+  sessionIdleTimeout: 600_000,
+  retryInterval: 1000,
   maxMessageSize: '4mb',
   keepAliveInterval: 15_000,
   maxSessions: 10_000,
@@ -268,15 +317,34 @@ function resolveLoopbackDefaults (o: Partial<McpSseOptions>, origins: Set<string
   }
 }
 
+function resolveEventStore (value: unknown): McpEventStore | undefined {
+  if (value === false) return undefined
+  if (value === undefined) return new MemoryEventStore()
+  const store = value as Partial<McpEventStore>
+  if (typeof store !== 'object' || store === null || typeof store.append !== 'function' || typeof store.after !== 'function' || typeof store.dropSession !== 'function') {
+    fail('eventStore', 'Pass an object with append, after and dropSession (see McpEventStore), or false.')
+  }
+  return value as McpEventStore
+}
+
 /** Checks every option once, at register time, and fills in the defaults. */
 export function resolveOptions (opts: Partial<McpSseOptions> | undefined): ResolvedOptions {
   const o: Partial<McpSseOptions> = opts ?? {}
   if (typeof o.server !== 'function') {
     fail('server', 'Pass a factory, e.g. server: ({ sessionId }) => new McpServer({ name, version }); it is called once per session.')
   }
-  const endpoint = path('endpoint', o.endpoint ?? defaults.endpoint)
+  const endpoint = o.endpoint === false ? false : path('endpoint', o.endpoint ?? defaults.endpoint)
   const messageEndpoint = path('messageEndpoint', o.messageEndpoint ?? defaults.messageEndpoint)
   if (endpoint === messageEndpoint) fail('messageEndpoint', 'It must differ from endpoint.')
+  const mcpEndpoint = o.mcpEndpoint === false ? false : path('mcpEndpoint', o.mcpEndpoint ?? defaults.mcpEndpoint)
+  if (mcpEndpoint !== false && (mcpEndpoint === endpoint || mcpEndpoint === messageEndpoint)) {
+    fail('mcpEndpoint', 'It must differ from endpoint and messageEndpoint.')
+  }
+  if (mcpEndpoint === false && endpoint === false) fail('endpoint', 'Turn off at most one of endpoint (HTTP+SSE) and mcpEndpoint (Streamable HTTP).')
+  const responseMode = o.responseMode ?? defaults.responseMode
+  if (responseMode !== 'auto' && responseMode !== 'json' && responseMode !== 'sse') fail('responseMode', 'Use "auto", "json" or "sse".')
+  const stateless = o.stateless ?? defaults.stateless
+  if (typeof stateless !== 'boolean') fail('stateless', 'Use true or false.')
 
   const headers = o.headers ?? {}
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) fail('headers', 'Use an object of header names to string values.')
@@ -295,10 +363,10 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
       fail('auth.provider', 'Pass an AuthProvider (an object with authenticate(request)), e.g. new ApiKeyAuthProvider({ keys }).')
     }
     const endpoints = o.auth.endpoints ?? {}
-    for (const key of ['sse', 'messages'] as const) {
+    for (const key of ['sse', 'messages', 'mcp'] as const) {
       if (endpoints[key] !== undefined && typeof endpoints[key] !== 'boolean') fail(`auth.endpoints.${key}`, 'Use true or false.')
     }
-    auth = { provider: o.auth.provider, sse: endpoints.sse ?? true, messages: endpoints.messages ?? true }
+    auth = { provider: o.auth.provider, sse: endpoints.sse ?? true, messages: endpoints.messages ?? true, mcp: endpoints.mcp ?? true }
   }
 
   const redis = o.redis === undefined ? undefined : resolveRedis(o.redis)
@@ -307,6 +375,12 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     server: o.server,
     endpoint,
     messageEndpoint,
+    mcpEndpoint,
+    responseMode,
+    stateless,
+    sessionIdleTimeout: count('sessionIdleTimeout', o.sessionIdleTimeout ?? defaults.sessionIdleTimeout, 0),
+    eventStore: resolveEventStore(o.eventStore),
+    retryInterval: count('retryInterval', o.retryInterval ?? defaults.retryInterval, 0),
     maxMessageSize: size('maxMessageSize', o.maxMessageSize ?? defaults.maxMessageSize),
     headers: { ...headers },
     cors: resolveCors(o.cors ?? defaults.cors),

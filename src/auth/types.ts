@@ -57,6 +57,8 @@ export interface McpAuthEndpoints {
   sse?: boolean
   /** `POST {messageEndpoint}`. @default true */
   messages?: boolean
+  /** `{mcpEndpoint}` (Streamable HTTP: POST, GET, DELETE). @default true */
+  mcp?: boolean
 }
 
 export interface McpAuthOptions {

@@ -9,5 +9,13 @@ export interface RouteContext {
   /** Full path of the message endpoint, every prefix included. */
   messagePath: string
   /** `onRequest` hooks of each route, in order (guard, then auth where it applies). */
-  hooks: { sse: onRequestHookHandler[], messages: onRequestHookHandler[] }
+  hooks: {
+    sse: onRequestHookHandler[]
+    messages: onRequestHookHandler[]
+    /** POST {mcpEndpoint} (JSON bodies only). */
+    mcpPost: onRequestHookHandler[]
+    /** GET, DELETE and OPTIONS {mcpEndpoint}. */
+    mcp: onRequestHookHandler[]
+    mcpPreflight: onRequestHookHandler[]
+  }
 }

@@ -5,7 +5,7 @@ import { SseSessionTransport } from '../transports/sse.js'
 import type { RouteContext } from './context.js'
 
 /** Headers every stream gets; the user's `headers` may override all but the content type. */
-function streamHeaders (custom: Record<string, string>): OutgoingHttpHeaders {
+export function streamHeaders (custom: Record<string, string>): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {
     'cache-control': 'no-cache, no-transform',
     'x-accel-buffering': 'no'
@@ -15,12 +15,15 @@ function streamHeaders (custom: Record<string, string>): OutgoingHttpHeaders {
   return headers
 }
 
-/** `GET {endpoint}`: opens a session and holds its event stream. */
-export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
+/**
+ * The handler that opens an HTTP+SSE session and holds its event stream: `GET {endpoint}`,
+ * and `GET {mcpEndpoint}` without a session id (one URL for every client).
+ */
+export function sseStreamHandler (ctx: RouteContext): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
   const { options, store, messagePath } = ctx
   const baseHeaders = streamHeaders(options.headers)
 
-  async function openStream (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  return async function openStream (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const sessionId = store.newId()
     const server = await store.createServer(sessionId, request)
 
@@ -63,12 +66,15 @@ export function sseRoute (scope: FastifyInstance, ctx: RouteContext): void {
     }
     if (transport.isOpen) request.log.info({ sessionId }, 'fastify-mcp-sse: session opened')
   }
+}
 
-  scope.get(options.endpoint, {
+/** `GET {endpoint}`: opens a session and holds its event stream. */
+export function sseRoute (scope: FastifyInstance, ctx: RouteContext, endpoint: string): void {
+  scope.get(endpoint, {
     onRequest: ctx.hooks.sse,
     // HEAD would open a session whose headers never go out (Node drops HEAD bodies).
     exposeHeadRoute: false,
     // A host app's @fastify/cors must not answer for us (we set our own CORS headers).
     config: { cors: false }
-  }, openStream)
+  }, sseStreamHandler(ctx))
 }

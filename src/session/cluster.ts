@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { AuthResult } from '../auth/types.js'
 import type { JsonRpcMessage, McpAuthInfo } from '../mcp.js'
+import type { ReplyChannel } from '../transports/transport.js'
 import type { Session } from './session.js'
 import type { McpSessionInfo } from './types.js'
 
@@ -15,13 +16,15 @@ export interface Delivery {
   url: string
   /** Who posted, when the route authenticates. */
   auth: AuthResult | undefined
+  /** Where the answers go, when they travel on the POST's own response (Streamable HTTP). */
+  reply?: ReplyChannel
 }
 
 /** What the cluster part calls back into: the store that holds this instance's sessions. */
 export interface ClusterHost {
   sessions (): Iterable<Session>
   /** Messages another instance forwarded for a session held here. */
-  receiveForwarded (id: string, delivery: Omit<Delivery, 'auth'>, principal: string | undefined, authInfo: McpAuthInfo | undefined): void
+  receiveForwarded (id: string, delivery: Omit<Delivery, 'auth' | 'reply'>, principal: string | undefined, authInfo: McpAuthInfo | undefined): void
 }
 
 /**

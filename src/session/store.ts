@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
 import { toAuthInfo, type AuthResult } from '../auth/types.js'
-import { MessageExtra, type JsonRpcMessage, type McpAuthInfo, type McpServerLike } from '../mcp.js'
+import { MessageExtra, type McpAuthInfo, type McpServerLike } from '../mcp.js'
 import type { McpSessionContext } from '../options.js'
 import type { CloseReason, SessionTransport } from '../transports/transport.js'
 import type { ClusterHost, Delivery, DeliveryResult, SessionCluster } from './cluster.js'
@@ -164,26 +164,48 @@ export class SessionStore implements McpSessionStore, ClusterHost {
    */
   deliver (id: string, delivery: Delivery, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
     const session = this.#sessions.get(id)
-    if (session === undefined || !session.isOpen) return this.#refused(this.#cluster.forward(id, delivery), id, delivery.auth, log)
-    const auth = delivery.auth
-    if (auth === undefined) return this.#receive(session, delivery, session.authInfo, log)
+    if (session === undefined || !session.isOpen) {
+      // A POST answered on its own response cannot be forwarded yet: its replies would
+      // have to come back through this instance (Streamable HTTP across instances).
+      if (delivery.reply !== undefined) return 'not_found'
+      return this.#refused(this.#cluster.forward(id, delivery), id, delivery.auth, log)
+    }
+    const admitted = this.#admit(session, delivery.auth, log)
+    if (admitted instanceof Promise) return admitted.then(a => typeof a === 'string' ? a : this.#receive(a, delivery, log))
+    return typeof admitted === 'string' ? admitted : this.#receive(admitted, delivery, log)
+  }
+
+  /**
+   * The session held here with this id, if `auth` may use it (for a GET or DELETE of
+   * Streamable HTTP). Same rules as {@link deliver}: another principal gets 'forbidden'.
+   */
+  admit (id: string, auth: AuthResult | undefined, log: FastifyBaseLogger): Session | 'not_found' | 'forbidden' | Promise<Session | 'not_found' | 'forbidden'> {
+    const session = this.#sessions.get(id)
+    if (session === undefined || !session.isOpen) return 'not_found'
+    return this.#admit(session, auth, log)
+  }
+
+  #admit (session: Session, auth: AuthResult | undefined, log: FastifyBaseLogger): Session | 'forbidden' | Promise<Session | 'forbidden'> {
+    if (auth === undefined) return session
     if (session.principal === undefined) {
       // The first poster of a session opened without credentials claims it, across the
       // cluster. Posts that come meanwhile wait on the same claim, so order is kept.
       // The session is bound here only to a caller the cluster agrees owns it.
-      session.claim ??= this.#cluster.claim(id, auth.principal).then(owner => {
+      session.claim ??= this.#cluster.claim(session.id, auth.principal).then(owner => {
         session.claim = undefined
         return owner
       }, (err: unknown) => {
         session.claim = undefined
         throw err
       })
-      return session.claim.then(owner => owner === auth.principal
-        ? this.#receive(session, delivery, this.#bindInfo(session, auth), log)
-        : this.#refuse(id, auth.principal, log))
+      return session.claim.then(owner => {
+        if (owner !== auth.principal) return this.#refuse(session.id, auth.principal, log)
+        this.#bindInfo(session, auth)
+        return session
+      })
     }
-    if (session.principal !== auth.principal) return this.#refuse(id, auth.principal, log)
-    return this.#receive(session, delivery, toAuthInfo(auth), log)
+    if (session.principal !== auth.principal) return this.#refuse(session.id, auth.principal, log)
+    return session
   }
 
   #bindInfo (session: Session, auth: AuthResult): McpAuthInfo {
@@ -201,11 +223,10 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     return 'forbidden'
   }
 
-  #receive (session: Session, delivery: Delivery, authInfo: McpAuthInfo | undefined, log: FastifyBaseLogger): 'delivered' {
+  #receive (session: Session, delivery: Delivery, log: FastifyBaseLogger, authInfo = delivery.auth === undefined ? session.authInfo : toAuthInfo(delivery.auth)): 'delivered' {
     const extra = new MessageExtra(delivery.headers, delivery.url, authInfo)
-    const { messages } = delivery
     try {
-      for (let i = 0; i < messages.length; i++) session.transport.receive(messages[i] as JsonRpcMessage, extra)
+      session.transport.deliver(delivery.messages, extra, delivery.reply)
     } catch (err) {
       log.error({ err, sessionId: session.id }, 'fastify-mcp-sse: the session\'s message handler threw')
       // The cause stays in the log: internals are not the client's to read.
@@ -214,7 +235,7 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     return 'delivered'
   }
 
-  receiveForwarded (id: string, delivery: Omit<Delivery, 'auth'>, principal: string | undefined, authInfo: McpAuthInfo | undefined): void {
+  receiveForwarded (id: string, delivery: Omit<Delivery, 'auth' | 'reply'>, principal: string | undefined, authInfo: McpAuthInfo | undefined): void {
     const session = this.#sessions.get(id)
     if (session === undefined || !session.isOpen) {
       this.#log.debug({ sessionId: id }, 'fastify-mcp-sse: dropped forwarded messages for a session that has ended')
@@ -223,7 +244,7 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     // The sender checked the principal against the cluster's binding; adopt it here.
     if (principal !== undefined && session.principal === undefined) session.bind(principal, authInfo)
     try {
-      this.#receive(session, { ...delivery, auth: undefined }, authInfo ?? session.authInfo, this.#log)
+      this.#receive(session, { ...delivery, auth: undefined }, this.#log, authInfo ?? session.authInfo)
     } catch {
       // Logged by #receive; nobody is waiting on an answer for a forwarded message.
     }

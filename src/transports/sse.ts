@@ -19,7 +19,7 @@ const RESOLVED = Promise.resolve()
 /**
  * The HTTP+SSE (2024-11-05) transport of one session, for servers of either SDK line:
  * `send()` writes `event: message` frames to the SSE response, POSTed messages come in
- * through {@link SseSessionTransport.receive}.
+ * through {@link SseSessionTransport.deliver}.
  *
  * `send()` honours backpressure: when `write()` says the socket buffer is full, the
  * returned promise waits for `'drain'`, so a tool streaming progress slows down to the
@@ -84,11 +84,11 @@ export class SseSessionTransport implements SessionTransport {
     return this.#write('event: message\ndata: ' + JSON.stringify(message) + '\n\n')
   }
 
-  /** Hands one POSTed message to the MCP server (via `onmessage`). */
-  receive (message: JsonRpcMessage, extra: McpMessageExtra): void {
+  /** Hands POSTed messages to the MCP server (via `onmessage`); replies go on the stream. */
+  deliver (messages: JsonRpcMessage[], extra: McpMessageExtra): void {
     const onmessage = this.onmessage
     if (onmessage === undefined) throw new Error('the session has no MCP server connected')
-    onmessage(message, extra)
+    for (let i = 0; i < messages.length; i++) onmessage(messages[i] as JsonRpcMessage, extra)
   }
 
   close (): Promise<void> {

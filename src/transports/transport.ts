@@ -1,10 +1,19 @@
 import type { JsonRpcMessage, McpMessageExtra, McpTransport } from '../mcp.js'
 
 /** Why a session ended; logged, and handed to the store once. */
-export type CloseReason = 'client_disconnected' | 'server_closed' | 'buffer_overflow' | 'closed_by_store' | 'server_shutdown' | 'connect_failed'
+export type CloseReason = 'client_disconnected' | 'server_closed' | 'buffer_overflow' | 'closed_by_store' | 'server_shutdown' | 'connect_failed' | 'idle_timeout' | 'deleted_by_client'
 
-/** The wire protocols a session can be carried by. */
-export type TransportKind = 'sse'
+/** The wire protocols a session can be carried by: HTTP+SSE (2024-11-05) and Streamable HTTP (2025). */
+export type TransportKind = 'sse' | 'streamable'
+
+/**
+ * Where the answers to one POST's requests go, when the transport answers on the POST's
+ * own response (Streamable HTTP). Opaque to the store, which only passes it along.
+ */
+export interface ReplyChannel {
+  /** Ids of the requests this POST carried, whose responses it waits for. */
+  readonly requestIds: ReadonlyArray<string | number>
+}
 
 /**
  * What the session store needs of a session's transport, whatever its wire protocol:
@@ -21,8 +30,11 @@ export interface SessionTransport extends McpTransport {
   readonly closeReason: CloseReason | undefined
   /** Bytes written to the client and not yet taken by its socket. */
   readonly bufferedBytes: number
-  /** Hands one client message to the connected server (via `onmessage`). */
-  receive (message: JsonRpcMessage, extra: McpMessageExtra): void
+  /**
+   * Hands a POST's messages to the connected server (via `onmessage`), in order. `reply`,
+   * when the wire protocol answers on the POST itself, is where their responses go.
+   */
+  deliver (messages: JsonRpcMessage[], extra: McpMessageExtra, reply: ReplyChannel | undefined): void
   /** Ends the transport with a reason; `onended` runs once, whatever ended it. */
   terminate (reason: CloseReason): void
   /** Set by the store: called once when the transport ends. */
