@@ -26,6 +26,11 @@ export interface McpMessageExtra {
   requestInfo?: { headers: IncomingHttpHeaders }
   authInfo?: McpAuthInfo
   readonly request?: Request
+  /**
+   * Closes the event stream of the POST that carried the message (Streamable HTTP, with
+   * an event store): the client reconnects with Last-Event-ID and polls (SEP-1699).
+   */
+  closeSSEStream?: (() => void) | undefined
 }
 
 /** What the SDK says about an outgoing message: the request it belongs to, if any. */
@@ -60,6 +65,8 @@ export interface McpServerLike {
 export class MessageExtra implements McpMessageExtra {
   readonly requestInfo: { headers: IncomingHttpHeaders }
   readonly authInfo: McpAuthInfo | undefined
+  /** Set by a transport that answers on the POST itself and can resume its stream. */
+  closeSSEStream: (() => void) | undefined = undefined
   readonly #url: string
   #request: Request | undefined
 

@@ -3,6 +3,11 @@
 import http from 'node:http'
 import t from 'tap'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client'
+import { McpServer as McpServerV2 } from '@modelcontextprotocol/server'
+import { z } from 'zod'
 import { MemoryEventStore } from '../src/index.js'
 import { startApp } from './support/helpers.js'
 
@@ -147,4 +152,55 @@ t.test('the memory event store is bounded per session by count, bytes and age, a
   byAge.dropSession('s')
   t.same(await byAge.after('s.1.2'), { streamId: 's.1', events: [] })
   t.equal(await byAge.after('not-an-id'), undefined)
+})
+
+t.test('a tool that closes its POST stream (SEP-1699 polling) is finished on the client\'s reconnect, by the SDK clients of both lines', async t => {
+  const requests: string[] = []
+  const v1 = (): McpServer => {
+    const server = new McpServer({ name: 'poll', version: '1' })
+    server.registerTool('slow', { inputSchema: { steps: z.number() } }, async ({ steps }, extra) => {
+      for (let i = 0; i < steps; i++) {
+        await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: extra._meta?.progressToken ?? 0, progress: i, total: steps } })
+        if (i === 0) extra.closeSSEStream?.()
+        await new Promise(resolve => setTimeout(resolve, 30))
+      }
+      return { content: [{ type: 'text', text: `done after ${steps}` }] }
+    })
+    return server
+  }
+  const v2 = (): McpServerV2 => {
+    const server = new McpServerV2({ name: 'poll', version: '1' })
+    server.registerTool('slow', { inputSchema: z.object({ steps: z.number() }) }, async ({ steps }, ctx) => {
+      for (let i = 0; i < steps; i++) {
+        await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken: ctx.mcpReq._meta?.progressToken ?? 0, progress: i, total: steps } })
+        if (i === 0) ctx.http?.closeSSE?.()
+        await new Promise(resolve => setTimeout(resolve, 30))
+      }
+      return { content: [{ type: 'text', text: `done after ${steps}` }] }
+    })
+    return server
+  }
+  for (const [line, factory] of [['v1', v1], ['v2', v2]] as const) {
+    const { base } = await startApp(t, { server: factory, retryInterval: 20 }, {
+      before: app => { app.addHook('onRequest', async request => { requests.push(`${line} ${request.method} ${request.headers['last-event-id'] === undefined ? '' : 'resume'}`.trim()) }) }
+    })
+    const progress: number[] = []
+    let text: string | undefined
+    if (line === 'v1') {
+      const client = new Client({ name: 'poll', version: '1' })
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)))
+      t.teardown(() => client.close())
+      const r = await client.callTool({ name: 'slow', arguments: { steps: 4 } }, undefined, { onprogress: p => { progress.push(p.progress) } })
+      text = (r.content as Array<{ text?: string }>)[0]?.text
+    } else {
+      const client = new ClientV2({ name: 'poll', version: '1' })
+      await client.connect(new StreamableV2(new URL(`${base}/mcp`)))
+      t.teardown(() => client.close())
+      const r = await client.callTool({ name: 'slow', arguments: { steps: 4 } }, { onprogress: p => { progress.push(p.progress) } })
+      text = (r.content as Array<{ text?: string }>)[0]?.text
+    }
+    t.equal(text, 'done after 4', `${line}: the result arrived`)
+    t.same(progress, [0, 1, 2, 3], `${line}: every progress once, in order`)
+    t.ok(requests.includes(`${line} GET resume`), `${line}: the client came back with Last-Event-ID`)
+  }
 })

@@ -192,6 +192,7 @@ export class PostReply implements ReplyChannel {
   readonly #pending: Set<JsonRpcId>
   #collected: JsonRpcMessage[] = []
   #stream: EventStream | undefined
+  #closing = false
   #settled = false
   #resolve!: () => void
 
@@ -225,6 +226,17 @@ export class PostReply implements ReplyChannel {
     return RESOLVED
   }
 
+  /**
+   * Ends this POST's stream from the server's side while its requests go on (SEP-1699
+   * polling): the client reconnects with Last-Event-ID and gets the rest.
+   */
+  closeStream (): void {
+    if (this.#settled) return
+    const stream = this.#toStream()
+    this.#closing = true
+    stream.end()
+  }
+
   /** The session ended before every response came: end what was started. */
   abort (): void {
     if (this.#settled) return
@@ -245,7 +257,7 @@ export class PostReply implements ReplyChannel {
     const res = this.#opts.hijack()
     const journal = this.#opts.journal()
     const stream = new EventStream(res, this.#opts.stream, journal, reason => {
-      if (reason === 'client_disconnected' && journal !== undefined && this.#pending.size > 0 && !this.#settled) {
+      if ((reason === 'client_disconnected' || this.#closing) && journal !== undefined && this.#pending.size > 0 && !this.#settled) {
         this.#opts.detach(journal, [...this.#pending])
       }
       this.#settle()
@@ -449,6 +461,7 @@ export class StreamableSessionTransport implements SessionTransport {
     const onmessage = this.onmessage
     if (onmessage === undefined) throw new Error('the session has no MCP server connected')
     if (reply !== undefined) {
+      if (this.#opts.eventStore !== undefined) extra.closeSSEStream = () => { reply.closeStream() }
       for (const id of reply.requestIds) this.#replies.set(id, reply)
       this.#disarmIdle()
       void reply.done.then(() => {
