@@ -69,7 +69,9 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
       }
     }
   }
-  if (options.mcpEndpoint !== false) mcpRoute(scope, routes, options.mcpEndpoint, openSseSession)
+  // A legacy client on the one URL meets the HTTP+SSE stream's auth, even where /mcp has none.
+  const sseAuth = auth !== undefined && auth.sse && !auth.mcp ? authHook(auth.provider) : undefined
+  if (options.mcpEndpoint !== false) mcpRoute(scope, routes, options.mcpEndpoint, openSseSession, sseAuth)
 }
 
 /** Streamable HTTP's own headers, added to the CORS settings of `{mcpEndpoint}`. */

@@ -57,7 +57,9 @@ export function mcpRoute (
   scope: FastifyInstance,
   ctx: RouteContext,
   path: string,
-  openSseSession: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined
+  openSseSession: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined,
+  /** The HTTP+SSE stream's auth, when it applies and this route's does not (`auth.endpoints`). */
+  sseAuth: ((request: FastifyRequest) => Promise<void>) | undefined
 ): void {
   const { options, store } = ctx
   const settings: StreamSettings = {
@@ -125,15 +127,15 @@ export function mcpRoute (
       if (batch) throw new FST_ERR_MCP_SSE_BAD_REQUEST('initialize must be sent on its own, not in a batch.')
       sessionId = await openSession(request)
       headers['mcp-session-id'] = sessionId
-    } else if (batch) {
-      const held = store.get(sessionId)?.transport
-      if (held instanceof StreamableSessionTransport && held.protocolVersion !== undefined && held.protocolVersion >= NO_BATCHES_FROM) {
-        throw new FST_ERR_MCP_SSE_BAD_REQUEST(`JSON-RPC batches are not part of protocol revision ${held.protocolVersion}.`)
-      }
+    }
+    // Who may use it first (another principal's session, or an HTTP+SSE one, is unknown
+    // here), then what this session's revision allows.
+    const { transport } = await streamableSession(request, sessionId)
+    if (batch && transport.protocolVersion !== undefined && transport.protocolVersion >= NO_BATCHES_FROM) {
+      throw new FST_ERR_MCP_SSE_BAD_REQUEST(`JSON-RPC batches are not part of protocol revision ${transport.protocolVersion}.`)
     }
 
-    const transport = store.get(sessionId)?.transport
-    const resumption = transport instanceof StreamableSessionTransport ? transport.replyHooks() : noResumption
+    const resumption = transport.replyHooks()
     const answer = requestIds.length === 0 ? undefined : newReply(reply, batch, requestIds, headers, resumption)
     const delivered = await store.deliver(sessionId, {
       messages,
@@ -205,8 +207,13 @@ export function mcpRoute (
     const sessionId = sessionIdOf(request)
     const wantsStream = accepts(request.headers.accept, 'text/event-stream')
     if (sessionId === undefined) {
-      // One URL for every client: a GET without a session is an HTTP+SSE client.
-      if (openSseSession !== undefined && wantsStream) return await openSseSession(request, reply)
+      // One URL for every client: a GET without a session and without a 2025 protocol
+      // version is an HTTP+SSE client (a Streamable client in stateless mode sends one).
+      const version = request.headers['mcp-protocol-version']
+      if (openSseSession !== undefined && wantsStream && (version === undefined || version === '2024-11-05')) {
+        if (sseAuth !== undefined && request.mcpAuth === null) await sseAuth(request)
+        return await openSseSession(request, reply)
+      }
       notAllowed(reply, 'this endpoint opens no stream without an Mcp-Session-Id.')
     }
     if (options.stateless) notAllowed(reply, 'this endpoint is stateless: there are no sessions to stream.')

@@ -1,5 +1,6 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { JsonRpcMessage, McpMessageExtra, McpSendOptions } from '../mcp.js'
+import { ERROR_TABLE, jsonRpcError } from '../errors.js'
 import { parseEventId, type McpEventStore, type StoredEvent } from './event-store.js'
 import type { CloseReason, ReplyChannel, SessionTransport } from './transport.js'
 
@@ -238,7 +239,7 @@ export class PostReply implements ReplyChannel {
   }
 
   /** The session ended before every response came: end what was started. */
-  abort (): void {
+  abort (sessionId: string): void {
     if (this.#settled) return
     if (this.#stream !== undefined) {
       this.#stream.end()
@@ -246,10 +247,21 @@ export class PostReply implements ReplyChannel {
     }
     const res = this.#opts.hijack()
     if (!res.headersSent && !res.destroyed) {
-      res.writeHead(503, { ...this.#opts.headers(), 'content-type': 'application/json; charset=utf-8' })
-      res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32000, message: 'The session ended before the request was answered.', data: { type: 'session_not_found', method: null, sessionId: null, connectionActive: false } } }))
+      // As the table says for a session that is gone: 404 session_not_found.
+      const [only] = this.#pending
+      const body = jsonRpcError('session_not_found', 'The session ended before the request was answered.', {
+        id: this.#pending.size === 1 ? only : undefined,
+        sessionId
+      })
+      res.writeHead(ERROR_TABLE.session_not_found.status, { ...this.#opts.headers(), 'content-type': 'application/json; charset=utf-8' })
+      res.end(JSON.stringify(body))
     } else if (!res.writableEnded) res.end()
     this.#settle()
+  }
+
+  /** Whether messages other than responses may travel on this POST (not in `json` mode). */
+  get streams (): boolean {
+    return this.#opts.mode !== 'json'
   }
 
   #toStream (): EventStream {
@@ -402,7 +414,8 @@ export class StreamableSessionTransport implements SessionTransport {
     const related = options?.relatedRequestId
     if (related !== undefined) {
       const reply = this.#replies.get(related)
-      if (reply !== undefined && !reply.settled) return reply.push(message)
+      // In `json` mode a POST carries its responses only; the rest goes where unrelated messages go.
+      if (reply !== undefined && !reply.settled && reply.streams) return reply.push(message)
       const detached = this.#detached.get(related)
       if (detached !== undefined) return this.#keep(detached, message)
     }
@@ -507,7 +520,7 @@ export class StreamableSessionTransport implements SessionTransport {
     this.#disarmIdle()
     const replies = new Set(this.#replies.values())
     this.#replies.clear()
-    for (const r of replies) r.abort()
+    for (const r of replies) r.abort(this.sessionId)
     for (const d of this.#detached.values()) d.writer?.end()
     this.#detached.clear()
     this.#standalone?.end()
