@@ -4,7 +4,7 @@ import http from 'node:http'
 import t from 'tap'
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js'
 import { ApiKeyAuthProvider, McpAuthError, type McpServerLike } from '../src/index.js'
-import { initialize, post, RawStream, startApp, until } from './support/helpers.js'
+import { assertError, type ExpectedError, initialize, post, RawStream, startApp, until } from './support/helpers.js'
 
 /** A subtest, as tap passes it to a test function. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -65,37 +65,6 @@ async function postJson (url: string, body: unknown, headers: Record<string, str
   return { status: res.status, contentType: res.headers.get('content-type'), headers: Object.fromEntries(res.headers), body: res.body, text: res.text }
 }
 
-interface Expected {
-  status: number
-  code: number
-  type: string
-  id?: string | number | null
-  method?: string | null
-  sessionId?: string | null
-  connectionActive?: boolean
-}
-
-/** Asserts the whole answer: status, JSON content type, and the exact JSON-RPC error body. */
-function assertError (t: Test, res: Answer, want: Expected): void {
-  t.equal(res.status, want.status, 'status')
-  t.match(res.contentType, /^application\/json(;|$)/, 'content-type is application/json')
-  const body = res.body as Record<string, any> | undefined
-  t.ok(body !== undefined && typeof body === 'object', `the body is JSON: ${res.text.slice(0, 200)}`)
-  if (body === undefined) return
-  t.same(Object.keys(body).sort(), ['error', 'id', 'jsonrpc'], 'top-level members')
-  t.equal(body.jsonrpc, '2.0')
-  t.equal(body.id, want.id ?? null, 'id')
-  t.same(Object.keys(body.error ?? {}).sort(), ['code', 'data', 'message'], 'error members')
-  t.equal(body.error?.code, want.code, 'error.code')
-  t.type(body.error?.message, 'string')
-  t.ok(typeof body.error?.message === 'string' && body.error.message.length > 0, 'error.message is not empty')
-  t.same(body.error?.data, {
-    type: want.type,
-    method: want.method ?? null,
-    sessionId: want.sessionId ?? null,
-    connectionActive: want.connectionActive ?? false
-  }, 'error.data')
-}
 
 /** Opens a live session; returns its stream, message URL and id. */
 async function openSession (t: Test, base: string, path = '/sse'): Promise<{ stream: RawStream, url: string, sessionId: string }> {
@@ -143,7 +112,7 @@ t.test('JSON that is not a JSON-RPC 2.0 message answers 400 invalid_request', as
   // Every case goes to a live session, so a body that wrongly passes validation shows as 202.
   const { base } = await startApp(t)
   const { url, sessionId } = await openSession(t, base)
-  const invalid = (expect: Pick<Expected, 'id' | 'method'>) =>
+  const invalid = (expect: Pick<ExpectedError, 'id' | 'method'>) =>
     ({ status: 400, code: -32600, type: 'invalid_request', sessionId, connectionActive: true, ...expect })
 
   t.test('a message with jsonrpc "1.0" is refused, its id and method echoed', async t => {

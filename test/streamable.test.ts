@@ -13,7 +13,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client'
 import mcpSse, { ApiKeyAuthProvider, defaults, errors, type McpSseOptions } from '../src/index.js'
 import { buildExampleServer } from '../example/mcp-server.js'
-import { parseSseEvents, RawStream, startApp, until, type SseEvent } from './support/helpers.js'
+import { assertError, parseSseEvents, RawStream, startApp, until, type SseEvent } from './support/helpers.js'
 
 /** A subtest, as tap passes it to a test function. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -129,36 +129,6 @@ async function nextMessage (stream: RawStream, timeoutMs = 5000): Promise<any> {
   }
 }
 
-interface Expected {
-  status: number
-  code: number
-  type: string
-  id?: string | number | null
-  method?: string | null
-  sessionId?: string | null
-  connectionActive?: boolean
-}
-
-/** Asserts the whole error answer: status, JSON content type, and the exact JSON-RPC error body. */
-function assertError (t: Test, res: Answer, want: Expected): void {
-  t.equal(res.status, want.status, 'status')
-  t.match(res.contentType, /^application\/json(;|$)/, 'content-type is application/json')
-  const body = res.body as Record<string, any> | undefined
-  t.ok(body !== undefined && typeof body === 'object', `the body is JSON: ${res.text.slice(0, 200)}`)
-  if (body === undefined) return
-  t.same(Object.keys(body).sort(), ['error', 'id', 'jsonrpc'], 'top-level members')
-  t.equal(body.jsonrpc, '2.0')
-  t.equal(body.id, want.id ?? null, 'id')
-  t.same(Object.keys(body.error ?? {}).sort(), ['code', 'data', 'message'], 'error members')
-  t.equal(body.error?.code, want.code, 'error.code')
-  t.ok(typeof body.error?.message === 'string' && body.error.message.length > 0, 'error.message is a non-empty string')
-  t.same(body.error?.data, {
-    type: want.type,
-    method: want.method ?? null,
-    sessionId: want.sessionId ?? null,
-    connectionActive: want.connectionActive ?? false
-  }, 'error.data')
-}
 
 /** A comma-separated header value as a list of lower-case names. */
 const names = (value: string | string[] | undefined): string[] =>

@@ -250,3 +250,38 @@ export async function startObservedApp (
 export function tsNodeArgs (): string[] {
   return process.execArgv.some(a => a.includes('@tapjs/typescript')) ? [...process.execArgv] : ['--import', 'tsx']
 }
+
+/** What a test expects of a JSON-RPC error answer (DESIGN.md's error shape). */
+export interface ExpectedError {
+  status: number
+  code: number
+  type: string
+  id?: string | number | null
+  method?: string | null
+  sessionId?: string | null
+  connectionActive?: boolean
+}
+
+type Test = Parameters<Parameters<typeof import('tap').default.test>[0]>[0]
+
+/** Asserts the whole error answer: status, JSON content type, and the exact JSON-RPC error body. */
+export function assertError (t: Test, res: { status: number, contentType: string | null | undefined, body: unknown, text: string }, want: ExpectedError): void {
+  t.equal(res.status, want.status, 'status')
+  t.match(res.contentType, /^application\/json(;|$)/, 'content-type is application/json')
+  const body = res.body as Record<string, any> | undefined
+  t.ok(body !== undefined && typeof body === 'object', `the body is JSON: ${res.text.slice(0, 200)}`)
+  if (body === undefined) return
+  t.same(Object.keys(body).sort(), ['error', 'id', 'jsonrpc'], 'top-level members')
+  t.equal(body.jsonrpc, '2.0')
+  t.equal(body.id, want.id ?? null, 'id')
+  t.same(Object.keys(body.error ?? {}).sort(), ['code', 'data', 'message'], 'error members')
+  t.equal(body.error?.code, want.code, 'error.code')
+  t.type(body.error?.message, 'string')
+  t.ok(typeof body.error?.message === 'string' && body.error.message.length > 0, 'error.message is not empty')
+  t.same(body.error?.data, {
+    type: want.type,
+    method: want.method ?? null,
+    sessionId: want.sessionId ?? null,
+    connectionActive: want.connectionActive ?? false
+  }, 'error.data')
+}
