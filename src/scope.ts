@@ -32,7 +32,16 @@ export function setupScope (scope: FastifyInstance, setup: ScopeSetup): void {
   // Only JSON is parsed here, whatever parsers the host app registered; the parser
   // refuses `__proto__` and `constructor.prototype` keys.
   scope.removeAllContentTypeParsers()
-  scope.addContentTypeParser('application/json', { parseAs: 'string' }, scope.getDefaultJsonParser('error', 'error'))
+  const json = scope.getDefaultJsonParser('error', 'error')
+  scope.addContentTypeParser('application/json', { parseAs: 'string' }, function mcpJson (request, body, done) {
+    // A GET or DELETE has nothing to say in a body; clients that send their JSON headers
+    // on every request (an SDK's requestInit, a page's fetch) must not be refused for it.
+    if (request.method !== 'POST' && body === '') {
+      done(null, undefined)
+      return
+    }
+    json(request, body as string, done)
+  })
   // Request decorators of an encapsulated scope stay in it: the host's requests never get one.
   scope.decorateRequest('mcpAuth', null)
   scope.setErrorHandler(mcpErrorHandler(setup))

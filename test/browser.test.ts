@@ -51,8 +51,21 @@ interface PostRun {
   error: { name: string, message: string } | null
 }
 
+/** What the page's `mcpStreamable()` reports. */
+interface StreamableRun {
+  sessionId: string | null
+  protocolVersion: string | null
+  posts: Array<{ method: string, status: number, contentType: string, body: string }>
+  initialize: { result?: { protocolVersion?: string, serverInfo?: { name?: string } } } | null
+  echo: string | null
+  deleteStatus: number | null
+  deleteBody: string | null
+  error: { name: string, message: string } | null
+}
+
 interface PageApi {
-  mcpSession (base: string, opts: { apiKey?: string, timeoutMs?: number, text?: string }): Promise<SessionRun>
+  mcpSession (base: string, opts: { apiKey?: string, timeoutMs?: number, text?: string, path?: string }): Promise<SessionRun>
+  mcpStreamable (base: string, opts: { apiKey?: string, text?: string, path?: string, protocolVersion?: string, deleteWithJsonHeaders?: boolean }): Promise<StreamableRun>
   mcpPost (url: string, body: unknown, headers?: Record<string, string>): Promise<PostRun>
   __result: unknown
 }
@@ -79,7 +92,23 @@ async function startPageServer (t: Test, hostname = '127.0.0.1'): Promise<string
   return `http://${hostname}:${(server.address() as AddressInfo).port}`
 }
 
-interface LoggedRequest { method: string, path: string, status: number, origin: string | undefined, requestHeaders: string | undefined }
+interface LoggedRequest {
+  method: string
+  path: string
+  status: number
+  origin: string | undefined
+  requestHeaders: string | undefined
+  requestMethod?: string | undefined
+  /** The CORS headers of the answer (lower-cased). */
+  allowOrigin?: string | undefined
+  allowMethods?: string | undefined
+  allowHeaders?: string | undefined
+  exposeHeaders?: string | undefined
+}
+
+function headerOf (value: unknown): string | undefined {
+  return value === undefined ? undefined : String(value).toLowerCase()
+}
 
 /** The MCP app on its own origin, logging every answered request (hijacked streams aside). */
 async function startMcp (t: Test, opts: Partial<McpSseOptions>, hostRoutes?: (app: FastifyInstance) => void): Promise<TestApp & { log: LoggedRequest[] }> {
@@ -94,7 +123,12 @@ async function startMcp (t: Test, opts: Partial<McpSseOptions>, hostRoutes?: (ap
           path: request.url.split('?')[0] as string,
           status: reply.statusCode,
           origin: request.headers.origin,
-          requestHeaders: typeof ach === 'string' ? ach.toLowerCase() : undefined
+          requestHeaders: typeof ach === 'string' ? ach.toLowerCase() : undefined,
+          requestMethod: headerOf(request.headers['access-control-request-method']),
+          allowOrigin: headerOf(reply.getHeader('access-control-allow-origin')),
+          allowMethods: headerOf(reply.getHeader('access-control-allow-methods')),
+          allowHeaders: headerOf(reply.getHeader('access-control-allow-headers')),
+          exposeHeaders: headerOf(reply.getHeader('access-control-expose-headers'))
         })
       })
     }
@@ -115,8 +149,12 @@ async function openPage (t: Test, origin: string): Promise<OpenedPage> {
   return { page, consoleErrors }
 }
 
-function runSession (page: Page, base: string, opts: { apiKey?: string, timeoutMs?: number } = {}): Promise<SessionRun> {
+function runSession (page: Page, base: string, opts: { apiKey?: string, timeoutMs?: number, path?: string } = {}): Promise<SessionRun> {
   return page.evaluate(([b, o]) => (globalThis as unknown as PageApi).mcpSession(b, o), [base, opts] as const)
+}
+
+function runStreamable (page: Page, base: string, opts: { apiKey?: string, path?: string, protocolVersion?: string, deleteWithJsonHeaders?: boolean } = {}): Promise<StreamableRun> {
+  return page.evaluate(([b, o]) => (globalThis as unknown as PageApi).mcpStreamable(b, o), [base, opts] as const)
 }
 
 function runPost (page: Page, url: string, body: unknown, headers: Record<string, string> = {}): Promise<PostRun> {
@@ -124,8 +162,8 @@ function runPost (page: Page, url: string, body: unknown, headers: Record<string
 }
 
 /** The whole flow works: the echo text arrives in the page, from the page's origin. */
-async function assertWorks (t: Test, page: Page, mcp: TestApp & { log: LoggedRequest[] }, origin: string, apiKey?: string): Promise<void> {
-  const r = await runSession(page, mcp.base, apiKey === undefined ? {} : { apiKey })
+async function assertWorks (t: Test, page: Page, mcp: TestApp & { log: LoggedRequest[] }, origin: string, apiKey?: string, path?: string): Promise<void> {
+  const r = await runSession(page, mcp.base, { ...(apiKey === undefined ? {} : { apiKey }), ...(path === undefined ? {} : { path }) })
   t.equal(r.error, null, 'no error in the page')
   t.match(r.endpoint, /^\/messages\?sessionId=[0-9a-f-]{36}$/, 'the page read the endpoint event')
   t.same(r.posts.map(p => [p.method, p.status]),
@@ -292,4 +330,100 @@ t.test('an API key: a page without the key, or with a wrong one, reads the 401 (
     t.same(r.error, { name: 'Error', message: 'POST initialize answered 401' })
     t.equal(r.echo, null)
   }
+})
+
+// Streamable HTTP on /mcp from a page: fetch alone, the session id read off a response
+// header (which the browser shows the page only if the server exposes it).
+
+const list = (header: string | undefined): string[] => (header ?? '').split(',').map(h => h.trim()).filter(h => h !== '')
+
+/** The page ran a whole Streamable HTTP session: it read the session id, the replies and the DELETE's 204. */
+async function assertStreamableWorks (t: Test, page: Page, mcp: TestApp & { log: LoggedRequest[] }, origin: string, replyType: string): Promise<void> {
+  const r = await runStreamable(page, mcp.base)
+  t.equal(r.error, null, 'no error in the page')
+  t.match(r.sessionId, /^[0-9a-f-]{36}$/, 'the page read the Mcp-Session-Id header of the initialize answer')
+  t.same(r.posts.map(p => [p.method, p.status]), [['initialize', 200], ['notifications/initialized', 202], ['tools/call', 200]],
+    'the page read every POST status')
+  t.same(r.posts.filter(p => p.status === 200).map(p => p.contentType.split(';')[0]), [replyType, replyType], `the requests were answered as ${replyType}`)
+  t.equal(r.initialize?.result?.serverInfo?.name, 'fastify-mcp-sse-example', 'the initialize reply came on its POST')
+  t.equal(r.protocolVersion, '2025-06-18', 'the negotiated protocol version, sent back in MCP-Protocol-Version')
+  t.equal(r.echo, TEXT, 'the echo text arrived in the page')
+  t.equal(r.deleteStatus, 204, 'the page read the DELETE\'s 204')
+  t.equal(mcp.app.mcpSessions.size, 0, 'the DELETE ended the session on the server')
+  t.same(mcp.log.filter(x => x.method !== 'OPTIONS').map(x => [x.method, x.path, x.status, x.origin]),
+    [['POST', '/mcp', 200, origin], ['POST', '/mcp', 202, origin], ['POST', '/mcp', 200, origin], ['DELETE', '/mcp', 204, origin]],
+    'the three POSTs and the DELETE reached /mcp with the page\'s Origin')
+  const preflights = mcp.log.filter(x => x.method === 'OPTIONS')
+  // Chromium caches a preflight's answer (Access-Control-Max-Age): the later requests, with
+  // Mcp-Session-Id, MCP-Protocol-Version or DELETE, went out on the lists of the first one.
+  t.ok(preflights.length >= 1, 'the JSON POSTs needed a preflight')
+  t.match(preflights[0], { path: '/mcp', requestMethod: 'post', requestHeaders: 'content-type' }, 'the first, for initialize, asked for POST and Content-Type')
+  for (const p of preflights) {
+    t.match(p, { path: '/mcp', status: 204, origin }, `the preflight (${p.requestMethod ?? '?'}: ${p.requestHeaders ?? ''}) answered 204`)
+    t.ok(['content-type', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id'].every(h => list(p.allowHeaders).includes(h)),
+      'allowing Content-Type and the MCP headers')
+    t.ok(['get', 'post', 'delete'].every(m => list(p.allowMethods).includes(m)), 'and GET, POST and DELETE')
+  }
+  t.ok(list(mcp.log.find(x => x.method === 'POST')?.exposeHeaders).includes('mcp-session-id'), 'the initialize answer exposed Mcp-Session-Id')
+}
+
+t.test('Streamable HTTP: a page on another (loopback) origin runs a whole session on /mcp with fetch', async t => {
+  const origin = await startPageServer(t)
+  const mcp = await startMcp(t, {})
+  const { page, consoleErrors } = await openPage(t, origin)
+  await assertStreamableWorks(t, page, mcp, origin, 'application/json')
+  t.same(consoleErrors, [], 'the browser logged no error')
+})
+
+t.test('Streamable HTTP with responseMode "sse": the page reads each reply off its POST\'s event stream', async t => {
+  const origin = await startPageServer(t)
+  const mcp = await startMcp(t, { responseMode: 'sse' })
+  const { page, consoleErrors } = await openPage(t, origin)
+  await assertStreamableWorks(t, page, mcp, origin, 'text/event-stream')
+  t.same(consoleErrors, [], 'the browser logged no error')
+})
+
+t.test('Streamable HTTP with allowOrigin naming another origin: the browser stops the page at the preflight', async t => {
+  const origin = await startPageServer(t)
+  const mcp = await startMcp(t, { cors: { allowOrigin: 'https://elsewhere.example' } })
+  const { page, consoleErrors } = await openPage(t, origin)
+  const r = await runStreamable(page, mcp.base)
+  t.equal(r.error?.name, 'TypeError', 'fetch rejected with a TypeError')
+  t.equal(r.sessionId, null, 'the page read no session id')
+  t.same(r.posts, [], 'nor any answer')
+  t.same(mcp.log.map(x => [x.method, x.path, x.status, x.allowOrigin]), [['OPTIONS', '/mcp', 204, undefined]],
+    'only the preflight reached the server, answered without Access-Control-Allow-Origin: the POST was never sent')
+  t.equal(mcp.app.mcpSessions.size, 0, 'no session was opened')
+  t.ok(consoleErrors.some(m => /blocked by CORS policy/.test(m)), 'Chromium says CORS blocked it')
+})
+
+t.test('Streamable HTTP: by default a page on a foreign origin is refused at /mcp (403 preflight, no session)', async t => {
+  const origin = await startPageServer(t, 'page.test')
+  const mcp = await startMcp(t, {})
+  const { page } = await openPage(t, origin)
+  const r = await runStreamable(page, mcp.base)
+  t.equal(r.error?.name, 'TypeError', 'fetch rejected with a TypeError')
+  t.same(r.posts, [], 'the page read no answer')
+  t.same(mcp.log.map(x => [x.method, x.path, x.status, x.origin]), [['OPTIONS', '/mcp', 403, origin]], 'the server refused the preflight with 403')
+  t.equal(mcp.app.mcpSessions.size, 0, 'and opened no session')
+})
+
+t.test('an old client in a page given only the /mcp URL: EventSource on /mcp gets the endpoint event and a whole HTTP+SSE session', async t => {
+  const origin = await startPageServer(t)
+  const mcp = await startMcp(t, {})
+  const { page, consoleErrors } = await openPage(t, origin)
+  await assertWorks(t, page, mcp, origin, undefined, '/mcp')
+  t.notOk(mcp.log.some(x => x.path === '/mcp' && x.method !== 'GET'), 'nothing but the stream\'s GET went to /mcp: the messages went to /messages')
+  t.same(consoleErrors, [], 'the browser logged no error')
+})
+
+// A page with one fixed set of headers sends Content-Type on its DELETE too (no body).
+t.test('Streamable HTTP: a page that sends its JSON headers on the DELETE too ends the session', async t => {
+  const origin = await startPageServer(t)
+  const mcp = await startMcp(t, {})
+  const { page } = await openPage(t, origin)
+  const r = await runStreamable(page, mcp.base, { deleteWithJsonHeaders: true })
+  t.equal(r.echo, TEXT, 'the session worked')
+  t.equal(r.deleteStatus, 204, 'the page read the DELETE\'s 204', { body: r.deleteBody })
+  t.equal(mcp.app.mcpSessions.size, 0, 'the DELETE ended the session on the server')
 })

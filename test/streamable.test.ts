@@ -964,3 +964,21 @@ t.test('an HTTP+SSE client on the one URL meets the HTTP+SSE auth, even when /mc
   t.teardown(() => s.close())
   t.match((await s.next('endpoint')).data, /^\/messages\?sessionId=/, 'with a key the legacy session opens')
 })
+
+t.test('a DELETE (or GET) that carries the client\'s JSON content type and no body is served, not refused', async t => {
+  const { base, app } = await startApp(t)
+  const init = await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: ACCEPT }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) })
+  const id = init.headers.get('mcp-session-id') ?? ''
+  await init.text()
+  const res = await fetch(`${base}/mcp`, { method: 'DELETE', headers: { 'content-type': 'application/json', 'mcp-session-id': id } })
+  t.equal(res.status, 204)
+  t.equal(app.mcpSessions.size, 0)
+})
+
+t.test('a GET on the one URL that also accepts JSON (a probe, not a legacy client) opens no HTTP+SSE session', async t => {
+  const { base, app } = await startApp(t)
+  const res = await fetch(`${base}/mcp`, { headers: { accept: 'application/json, text/event-stream' } })
+  t.equal(res.status, 405)
+  t.equal(res.headers.get('allow'), 'POST, OPTIONS')
+  t.equal(app.mcpSessions.size, 0)
+})

@@ -209,8 +209,10 @@ export function mcpRoute (
     if (sessionId === undefined) {
       // One URL for every client: a GET without a session and without a 2025 protocol
       // version is an HTTP+SSE client (a Streamable client in stateless mode sends one).
+      // (Legacy clients ask for the stream alone; probes that also accept JSON are not one.)
       const version = request.headers['mcp-protocol-version']
-      if (openSseSession !== undefined && wantsStream && (version === undefined || version === '2024-11-05')) {
+      if (openSseSession !== undefined && wantsStream && !accepts(request.headers.accept, 'application/json') &&
+          (version === undefined || version === '2024-11-05')) {
         if (sseAuth !== undefined && request.mcpAuth === null) await sseAuth(request)
         return await openSseSession(request, reply)
       }
