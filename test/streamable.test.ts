@@ -982,3 +982,28 @@ t.test('a GET on the one URL that also accepts JSON (a probe, not a legacy clien
   t.equal(res.headers.get('allow'), 'POST, OPTIONS')
   t.equal(app.mcpSessions.size, 0)
 })
+
+t.test('a standalone stream whose client stops reading is cut off past maxBufferedBytes, and its session ends', async t => {
+  const servers: McpServer[] = []
+  const { base, app } = await startApp(t, {
+    maxBufferedBytes: 64 * 1024,
+    server: () => { const s = new McpServer({ name: 'flood', version: '1' }, { capabilities: { logging: {} } }); servers.push(s); return s }
+  })
+  const { sessionId } = await openSession(base)
+  const stream = await openStream(t, base, sessionId)
+  stream.res.pause()
+  const server = servers[0] as McpServer
+  const chunk = 'x'.repeat(16 * 1024)
+  for (let i = 0; i < 400 && app.mcpSessions.has(sessionId); i++) {
+    // A send held back by backpressure waits for 'drain', which never comes here.
+    await Promise.race([
+      server.server.notification({ method: 'notifications/message', params: { level: 'info', data: chunk } }).catch(() => {}),
+      new Promise(resolve => setTimeout(resolve, 5))
+    ])
+  }
+  await until(() => !app.mcpSessions.has(sessionId), 5000, 'the session to end')
+  t.equal(app.mcpSessions.get(sessionId), undefined)
+  t.equal(app.mcpSessions.size, 0, 'the session ended')
+  const after = await mcpPost(base, { jsonrpc: '2.0', id: 9, method: 'ping' }, { session: sessionId })
+  t.equal(after.status, 404, 'and its id is unknown from then on')
+})
