@@ -370,5 +370,5 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     process.once(signal, () => { void app.close().then(() => process.exit(0)) })
   }
   const address = await app.listen({ port, host })
-  console.log(`MCP conformance fixture: ${address}/sse`)
+  console.log(`MCP conformance fixture: ${address}/mcp`)
 }

@@ -21,7 +21,7 @@ import {
   type LoggingMessageNotification
 } from '@modelcontextprotocol/sdk/types.js'
 import { buildConformanceServer } from '../example/conformance.js'
-import { startApp } from './support/helpers.js'
+import { startApp, tsNodeArgs } from './support/helpers.js'
 
 type ElicitParams = ElicitRequest['params']
 
@@ -461,9 +461,9 @@ t.test('test_prompt_with_image gets an image message holding a valid PNG', async
 // ---- run directly ----
 
 t.test('run directly, example/conformance.ts serves the fixture on PORT', async t => {
-  // tsx rather than the test runner's own loaders (which the coverage of src/ would want):
-  // those take many seconds to start a child, and src/ is covered by the other suites.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'example/conformance.ts'], {
+  // The test runner's own loaders: with tsx, the child's coverage of src/ would be merged
+  // against the wrong lines.
+  const child = spawn(process.execPath, [...tsNodeArgs(), 'example/conformance.ts'], {
     cwd: fileURLToPath(new URL('..', import.meta.url)),
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit']
@@ -480,8 +480,8 @@ t.test('run directly, example/conformance.ts serves the fixture on PORT', async 
     })
     child.once('exit', code => reject(new Error(`the fixture exited (${String(code)}): ${out}`)))
   })
-  t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/sse$/)
-  const { client } = await connectFixture(t, {}, url.replace(/\/sse$/, ''))
+  t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/)
+  const { client } = await connectFixture(t, {}, url.replace(/\/mcp$/, ''))
   t.equal(client.getServerVersion()?.name, 'fastify-mcp-sse-conformance')
   t.same((await call(client, 'test_simple_text')).content, [{ type: 'text', text: 'This is a simple text response for testing.' }])
   await client.close()
