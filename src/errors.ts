@@ -68,7 +68,7 @@ export const FST_ERR_MCP_SSE_INVALID_OPTION = createError<[string, string]>(
 // (`typeByCode` below); the status comes from the table.
 export const FST_ERR_MCP_SSE_SESSION_NOT_FOUND = createError<[]>(
   'FST_ERR_MCP_SSE_SESSION_NOT_FOUND',
-  'Session not found. Open a new SSE connection and use the endpoint it announces.',
+  'Session not found. Start a new one: initialize again (Streamable HTTP), or open a new SSE connection and use the endpoint it announces (HTTP+SSE).',
   ERROR_TABLE.session_not_found.status
 )
 export const FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE = createError<[string]>(

@@ -1007,3 +1007,45 @@ t.test('a standalone stream whose client stops reading is cut off past maxBuffer
   const after = await mcpPost(base, { jsonrpc: '2.0', id: 9, method: 'ping' }, { session: sessionId })
   t.equal(after.status, 404, 'and its id is unknown from then on')
 })
+
+t.test('a Streamable HTTP session reports its transport: keep-alive pings on its stream, buffered bytes, and why it ended', async t => {
+  const { base, app } = await startApp(t, { keepAliveInterval: 40 })
+  const { sessionId } = await openSession(base)
+  const stream = await openStream(t, base, sessionId)
+  const ping = await stream.next('ping', 2000)
+  t.match(JSON.parse(ping.data), { timestamp: String })
+  const session = app.mcpSessions.get(sessionId)
+  t.equal(session?.kind, 'streamable')
+  t.type(session?.transport.bufferedBytes, 'number')
+  t.equal((await app.mcpSessions.lookup('no-such-session')), undefined, 'lookup of an unknown id, without Redis')
+  t.match(await app.mcpSessions.lookup(sessionId), { id: sessionId, local: true, owner: 'local' })
+  const res = await fetch(`${base}/mcp`, { method: 'DELETE', headers: { 'mcp-session-id': sessionId } })
+  t.equal(res.status, 204)
+  t.equal(session?.transport.closeReason, 'deleted_by_client')
+  t.equal(session?.transport.isOpen, false)
+})
+
+t.test('stateless: a factory that throws answers 500 message_handler_error; a server whose close() fails is logged, the answer stands', async t => {
+  const lines: Array<Record<string, unknown>> = []
+  const stream = new (await import('node:stream')).Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(String(chunk)) as Record<string, unknown>); done() } })
+  let calls = 0
+  const { base } = await startApp(t, {
+    stateless: true,
+    server: () => {
+      calls++
+      if (calls === 1) throw new Error('factory down')
+      const server = buildExampleServer()
+      const close = server.close.bind(server)
+      server.close = async () => { await close(); throw new Error('close failed') }
+      return server
+    }
+  }, { fastify: { forceCloseConnections: true, logger: { level: 'info', stream } } })
+  const list = { jsonrpc: '2.0', id: 1, method: 'tools/list' }
+  const failed = await mcpPost(base, list)
+  assertError(t, failed, { status: 500, code: -32603, type: 'message_handler_error', id: 1, method: 'tools/list' })
+  t.ok(lines.some(l => l.msg === 'fastify-mcp-sse: the server factory threw'), 'the factory\'s error is logged')
+  const ok = await mcpPost(base, list)
+  t.equal(ok.status, 200)
+  t.match(ok.body, { id: 1, result: { tools: Array } })
+  await until(() => lines.some(l => l.msg === 'fastify-mcp-sse: the MCP server failed to close'), 2000, 'the close failure in the log')
+})

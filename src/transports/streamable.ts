@@ -77,10 +77,6 @@ export class EventStream {
     res.on('drain', this.#onDrain)
   }
 
-  get ended (): boolean {
-    return this.#ended
-  }
-
   get bufferedBytes (): number {
     return this.#res.writableLength
   }
