@@ -22,6 +22,7 @@ export const SUPPORTED_PROTOCOL_VERSIONS: readonly string[] = ['2024-11-05', '20
 const NO_BATCHES_FROM = '2025-06-18'
 
 type JsonRpcId = string | number
+type StreamableSession = Session & { transport: StreamableSessionTransport }
 
 function requestIdOf (m: JsonRpcMessage): JsonRpcId | undefined {
   if (typeof m.method !== 'string') return undefined
@@ -93,13 +94,13 @@ export function mcpRoute (
   }
 
   /** A session of this endpoint that `request`'s caller may use, or the error to answer. */
-  async function streamableSession (request: FastifyRequest, sessionId: string): Promise<Session & { transport: StreamableSessionTransport }> {
+  async function streamableSession (request: FastifyRequest, sessionId: string): Promise<StreamableSession> {
     const admitted = await store.admit(sessionId, request.mcpAuth ?? undefined, request.log)
     // An HTTP+SSE session's id means nothing here: answered like an unknown one.
     if (typeof admitted === 'string' || !(admitted.transport instanceof StreamableSessionTransport)) {
       throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
     }
-    return admitted as Session & { transport: StreamableSessionTransport }
+    return admitted as StreamableSession
   }
 
   async function post (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -118,26 +119,29 @@ export function mcpRoute (
     }
     if (options.stateless) return await servePerRequest(request, reply, messages, batch, requestIds)
 
-    let sessionId = sessionIdOf(request)
+    const sessionId = sessionIdOf(request)
     const headers: Record<string, string> = {}
+    let session: StreamableSession
     if (sessionId === undefined) {
       if (!messages.some(m => m.method === 'initialize')) {
         throw new FST_ERR_MCP_SSE_BAD_REQUEST('the Mcp-Session-Id header is required: send initialize first to get one.')
       }
       if (batch) throw new FST_ERR_MCP_SSE_BAD_REQUEST('initialize must be sent on its own, not in a batch.')
-      sessionId = await openSession(request)
-      headers['mcp-session-id'] = sessionId
+      session = await openSession(request)
+      headers['mcp-session-id'] = session.id
+    } else {
+      // Who may use it first (another principal's session, or an HTTP+SSE one, is unknown
+      // here), then what this session's revision allows.
+      session = await streamableSession(request, sessionId)
     }
-    // Who may use it first (another principal's session, or an HTTP+SSE one, is unknown
-    // here), then what this session's revision allows.
-    const { transport } = await streamableSession(request, sessionId)
+    const { transport } = session
     if (batch && transport.protocolVersion !== undefined && transport.protocolVersion >= NO_BATCHES_FROM) {
       throw new FST_ERR_MCP_SSE_BAD_REQUEST(`JSON-RPC batches are not part of protocol revision ${transport.protocolVersion}.`)
     }
 
     const resumption = transport.replyHooks()
     const answer = requestIds.length === 0 ? undefined : newReply(reply, batch, requestIds, headers, resumption)
-    const delivered = await store.deliver(sessionId, {
+    const delivered = store.deliverTo(session, {
       messages,
       headers: request.headers,
       url: request.url,
@@ -153,7 +157,7 @@ export function mcpRoute (
   }
 
   /** `initialize` without a session: a new session, its server from the factory. */
-  async function openSession (request: FastifyRequest): Promise<string> {
+  async function openSession (request: FastifyRequest): Promise<StreamableSession> {
     const sessionId = store.newId()
     const server = await store.createServer(sessionId, request)
     const transport = new StreamableSessionTransport({ sessionId, stream: settings, eventStore: options.eventStore, idleTimeout: options.sessionIdleTimeout })
@@ -166,7 +170,7 @@ export function mcpRoute (
       throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
     }
     request.log.info({ sessionId, transport: 'streamable' }, 'fastify-mcp-sse: session opened')
-    return sessionId
+    return session as StreamableSession
   }
 
   /** Stateless: a server of its own for this POST, closed once it is answered. */

@@ -162,17 +162,22 @@ export class SessionStore implements McpSessionStore, ClusterHost {
    * Synchronous for a session held here and already bound (the hot path). Throws
    * FST_ERR_MCP_SSE_HANDLER_ERROR when the server's handler throws.
    */
-  deliver (id: string, delivery: Delivery, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
+  deliver (id: string, delivery: Omit<Delivery, 'reply'>, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
     const session = this.#sessions.get(id)
-    if (session === undefined || !session.isOpen) {
-      // A POST answered on its own response cannot be forwarded yet: its replies would
-      // have to come back through this instance (Streamable HTTP across instances).
-      if (delivery.reply !== undefined) return 'not_found'
-      return this.#refused(this.#cluster.forward(id, delivery), id, delivery.auth, log)
-    }
+    if (session === undefined || !session.isOpen) return this.#refused(this.#cluster.forward(id, delivery), id, delivery.auth, log)
     const admitted = this.#admit(session, delivery.auth, log)
     if (admitted instanceof Promise) return admitted.then(a => typeof a === 'string' ? a : this.#receive(a, delivery, log))
     return typeof admitted === 'string' ? admitted : this.#receive(admitted, delivery, log)
+  }
+
+  /**
+   * Hands a POST's messages to a session that {@link admit} returned, with where their
+   * answers go (Streamable HTTP answers on the POST itself, so such a POST is served only
+   * by the instance that holds the session: it is never forwarded). 'not_found' if the
+   * session ended meanwhile.
+   */
+  deliverTo (session: Session, delivery: Delivery, log: FastifyBaseLogger): 'delivered' | 'not_found' {
+    return session.isOpen ? this.#receive(session, delivery, log) : 'not_found'
   }
 
   /**
