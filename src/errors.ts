@@ -139,6 +139,39 @@ export class McpAuthenticationError extends FST_ERR_MCP_SSE_AUTHENTICATION {
   }
 }
 
+/** An error of the instance that holds a session, as it travels to the one answering the client. */
+export interface RelayedErrorInfo {
+  code: string | undefined
+  message: string
+  status: number
+}
+
+/** What of an error thrown on the owner's side the receiving instance needs to answer it. */
+export function describeError (err: unknown): RelayedErrorInfo {
+  const e = err as { code?: unknown, message?: unknown, statusCode?: unknown } | null | undefined
+  return {
+    code: typeof e?.code === 'string' ? e.code : undefined,
+    message: typeof e?.message === 'string' ? e.message : 'Internal error.',
+    status: typeof e?.statusCode === 'number' ? e.statusCode : 500
+  }
+}
+
+/**
+ * An error the owner of a session answered a relayed request with, thrown again on the
+ * receiving instance: same code, message and status, so the error handler writes the same
+ * body the owner would have.
+ */
+export class McpRelayedError extends Error {
+  readonly code: string | undefined
+  readonly statusCode: number
+
+  constructor ({ code, message, status }: RelayedErrorInfo) {
+    super(message)
+    this.code = code
+    this.statusCode = status
+  }
+}
+
 const typeByCode: Readonly<Record<string, McpErrorType>> = {
   FST_ERR_MCP_SSE_SESSION_NOT_FOUND: 'session_not_found',
   FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',

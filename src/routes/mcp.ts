@@ -1,9 +1,8 @@
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { toAuthInfo } from '../auth/types.js'
 import {
   FST_ERR_MCP_SSE_BAD_REQUEST,
-  FST_ERR_MCP_SSE_CONFLICT,
   FST_ERR_MCP_SSE_HANDLER_ERROR,
   FST_ERR_MCP_SSE_METHOD_NOT_ALLOWED,
   FST_ERR_MCP_SSE_NOT_ACCEPTABLE,
@@ -11,18 +10,17 @@ import {
 } from '../errors.js'
 import { MessageExtra, type JsonRpcMessage, type McpServerLike } from '../mcp.js'
 import { MessageBody } from '../schemas.js'
+import type { StreamableOp } from '../session/cluster.js'
 import type { Session } from '../session/session.js'
-import { PostReply, StreamableSessionTransport, type PostReplyOptions, type StreamSettings } from '../transports/streamable.js'
+import { PostReply, StreamableSessionTransport, type StreamSettings } from '../transports/streamable.js'
 import type { RouteContext } from './context.js'
+import { streamableServer } from './mcp-session.js'
 import { streamHeaders } from './sse.js'
 
 /** The 2025 revisions this endpoint speaks (2024-11-05 clients use the HTTP+SSE fallback). */
 export const SUPPORTED_PROTOCOL_VERSIONS: readonly string[] = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25']
-/** From this revision on, JSON-RPC batches are gone from the protocol. */
-const NO_BATCHES_FROM = '2025-06-18'
 
 type JsonRpcId = string | number
-type StreamableSession = Session & { transport: StreamableSessionTransport }
 
 function requestIdOf (m: JsonRpcMessage): JsonRpcId | undefined {
   if (typeof m.method !== 'string') return undefined
@@ -69,8 +67,6 @@ export function mcpRoute (
     maxBufferedBytes: options.maxBufferedBytes,
     retryInterval: options.retryInterval
   }
-  const noResumption: Pick<PostReplyOptions, 'journal' | 'detach'> = { journal: () => undefined, detach: () => {} }
-
   function checkVersion (request: FastifyRequest): void {
     const version = request.headers['mcp-protocol-version']
     if (version !== undefined && (typeof version !== 'string' || !SUPPORTED_PROTOCOL_VERSIONS.includes(version))) {
@@ -78,14 +74,16 @@ export function mcpRoute (
     }
   }
 
-  function newReply (reply: FastifyReply, batch: boolean, requestIds: JsonRpcId[], headers: Record<string, string>, resumption: Pick<PostReplyOptions, 'journal' | 'detach'>): PostReply {
+  /** The answer to a stateless POST (nothing is kept for resumption: there is no session to resume). */
+  function statelessReply (reply: FastifyReply, batch: boolean, requestIds: JsonRpcId[]): PostReply {
     return new PostReply({
-      ...resumption,
+      journal: () => undefined,
+      detach: () => {},
       hijack: () => {
         if (!reply.sent) reply.hijack()
         return reply.raw
       },
-      headers: () => ({ ...(reply.getHeaders() as OutgoingHttpHeaders), ...headers }),
+      headers: () => reply.getHeaders() as OutgoingHttpHeaders,
       mode: options.responseMode,
       batch,
       requestIds,
@@ -93,14 +91,44 @@ export function mcpRoute (
     })
   }
 
-  /** A session of this endpoint that `request`'s caller may use, or the error to answer. */
-  async function streamableSession (request: FastifyRequest, sessionId: string): Promise<StreamableSession> {
-    const admitted = await store.admit(sessionId, request.mcpAuth ?? undefined, request.log)
-    // An HTTP+SSE session's id means nothing here: answered like an unknown one.
-    if (typeof admitted === 'string' || !(admitted.transport instanceof StreamableSessionTransport)) {
-      throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
-    }
-    return admitted as StreamableSession
+  const serve = streamableServer({ stream: settings, mode: options.responseMode }, store)
+  // The instance holding a session serves requests other instances relay to it the same way.
+  store.serveRelayed(serve)
+
+  /**
+   * Serves a request for session `sessionId`: here when this instance holds it, else on
+   * the instance that does (the answer comes back through the cluster). Another
+   * principal's session, an HTTP+SSE one, or none: 404.
+   */
+  async function serveSession (request: FastifyRequest, reply: FastifyReply, sessionId: string, op: StreamableOp): Promise<void> {
+    const auth = request.mcpAuth ?? undefined
+    const admitted = await store.admit(sessionId, auth, request.log)
+    if (typeof admitted !== 'string') return await serveHere(request, reply, admitted, op, {})
+    if (admitted === 'forbidden') throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
+    const relayed = await store.relay(sessionId, op, auth, request.log)
+    if (relayed === 'not_found') throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
+    await relayed.pipe({
+      hijack: () => {
+        reply.hijack()
+        return reply.raw
+      },
+      headers: () => reply.getHeaders() as OutgoingHttpHeaders,
+      maxBufferedBytes: options.maxBufferedBytes
+    })
+  }
+
+  /** Serves a request for a session held here; `headers` go on the answer. */
+  async function serveHere (request: FastifyRequest, reply: FastifyReply, session: Session, op: StreamableOp, headers: Record<string, string>): Promise<void> {
+    const auth = request.mcpAuth
+    const outcome = await serve(session, op, auth === null ? undefined : toAuthInfo(auth), {
+      hijack: () => {
+        if (!reply.sent) reply.hijack()
+        return reply.raw
+      },
+      headers: () => ({ ...(reply.getHeaders() as OutgoingHttpHeaders), ...headers })
+    }, request.log)
+    if (outcome === 'accepted') reply.code(202).headers(headers).send()
+    else if (outcome === 'deleted') reply.code(204).send()
   }
 
   async function post (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -119,45 +147,19 @@ export function mcpRoute (
     }
     if (options.stateless) return await servePerRequest(request, reply, messages, batch, requestIds)
 
+    const op: StreamableOp = { op: 'post', messages, batch, requestIds, headers: request.headers, url: request.url }
     const sessionId = sessionIdOf(request)
-    const headers: Record<string, string> = {}
-    let session: StreamableSession
-    if (sessionId === undefined) {
-      if (!messages.some(m => m.method === 'initialize')) {
-        throw new FST_ERR_MCP_SSE_BAD_REQUEST('the Mcp-Session-Id header is required: send initialize first to get one.')
-      }
-      if (batch) throw new FST_ERR_MCP_SSE_BAD_REQUEST('initialize must be sent on its own, not in a batch.')
-      session = await openSession(request)
-      headers['mcp-session-id'] = session.id
-    } else {
-      // Who may use it first (another principal's session, or an HTTP+SSE one, is unknown
-      // here), then what this session's revision allows.
-      session = await streamableSession(request, sessionId)
+    if (sessionId !== undefined) return await serveSession(request, reply, sessionId, op)
+    if (!messages.some(m => m.method === 'initialize')) {
+      throw new FST_ERR_MCP_SSE_BAD_REQUEST('the Mcp-Session-Id header is required: send initialize first to get one.')
     }
-    const { transport } = session
-    if (batch && transport.protocolVersion !== undefined && transport.protocolVersion >= NO_BATCHES_FROM) {
-      throw new FST_ERR_MCP_SSE_BAD_REQUEST(`JSON-RPC batches are not part of protocol revision ${transport.protocolVersion}.`)
-    }
-
-    const resumption = transport.replyHooks()
-    const answer = requestIds.length === 0 ? undefined : newReply(reply, batch, requestIds, headers, resumption)
-    const delivered = store.deliverTo(session, {
-      messages,
-      headers: request.headers,
-      url: request.url,
-      auth: request.mcpAuth ?? undefined,
-      ...(answer === undefined ? {} : { reply: answer })
-    }, request.log)
-    if (delivered !== 'delivered') throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
-    if (answer === undefined) {
-      reply.code(202).headers(headers).send()
-      return
-    }
-    await answer.done
+    if (batch) throw new FST_ERR_MCP_SSE_BAD_REQUEST('initialize must be sent on its own, not in a batch.')
+    const session = await openSession(request)
+    await serveHere(request, reply, session, op, { 'mcp-session-id': session.id })
   }
 
   /** `initialize` without a session: a new session, its server from the factory. */
-  async function openSession (request: FastifyRequest): Promise<StreamableSession> {
+  async function openSession (request: FastifyRequest): Promise<Session> {
     const sessionId = store.newId()
     const server = await store.createServer(sessionId, request)
     const transport = new StreamableSessionTransport({ sessionId, stream: settings, eventStore: options.eventStore, idleTimeout: options.sessionIdleTimeout })
@@ -170,7 +172,7 @@ export function mcpRoute (
       throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
     }
     request.log.info({ sessionId, transport: 'streamable' }, 'fastify-mcp-sse: session opened')
-    return session as StreamableSession
+    return session
   }
 
   /** Stateless: a server of its own for this POST, closed once it is answered. */
@@ -186,7 +188,7 @@ export function mcpRoute (
     const transport = new StreamableSessionTransport({ sessionId, stream: settings, eventStore: undefined, idleTimeout: 0 })
     try {
       await server.connect(transport)
-      const answer = requestIds.length === 0 ? undefined : newReply(reply, batch, requestIds, {}, noResumption)
+      const answer = requestIds.length === 0 ? undefined : statelessReply(reply, batch, requestIds)
       const auth = request.mcpAuth
       try {
         transport.deliver(messages, new MessageExtra(request.headers, request.url, auth === null ? undefined : toAuthInfo(auth)), answer)
@@ -225,20 +227,8 @@ export function mcpRoute (
     if (options.stateless) notAllowed(reply, 'this endpoint is stateless: there are no sessions to stream.')
     if (!wantsStream) throw new FST_ERR_MCP_SSE_NOT_ACCEPTABLE('a GET stream needs Accept: text/event-stream.')
     checkVersion(request)
-    const session = await streamableSession(request, sessionId)
     const lastEventId = request.headers['last-event-id']
-    if (typeof lastEventId === 'string' && lastEventId !== '') {
-      const open = (): { res: ServerResponse, headers: OutgoingHttpHeaders } => {
-        reply.hijack()
-        return { res: reply.raw, headers: reply.getHeaders() as OutgoingHttpHeaders }
-      }
-      const resumed = await session.transport.resume(lastEventId, open)
-      if (resumed === 'resumed') return
-      if (resumed === 'conflict') throw new FST_ERR_MCP_SSE_CONFLICT('the stream to resume is still open.')
-    }
-    if (session.transport.hasStream) throw new FST_ERR_MCP_SSE_CONFLICT('this session already has a GET stream open.')
-    reply.hijack()
-    session.transport.openStream(reply.raw, reply.getHeaders() as OutgoingHttpHeaders)
+    await serveSession(request, reply, sessionId, { op: 'get', lastEventId: typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined })
   }
 
   async function remove (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -246,9 +236,7 @@ export function mcpRoute (
     const sessionId = sessionIdOf(request)
     if (sessionId === undefined) throw new FST_ERR_MCP_SSE_BAD_REQUEST('the Mcp-Session-Id header is required.')
     checkVersion(request)
-    const session = await streamableSession(request, sessionId)
-    await session.close('deleted_by_client')
-    reply.code(204).send()
+    await serveSession(request, reply, sessionId, { op: 'delete' })
   }
 
   const config = { cors: false }

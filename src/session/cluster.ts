@@ -1,7 +1,9 @@
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import type { FastifyBaseLogger } from 'fastify'
 import type { AuthResult } from '../auth/types.js'
 import type { JsonRpcMessage, McpAuthInfo } from '../mcp.js'
-import type { ReplyChannel } from '../transports/transport.js'
+import type { ResponseSink } from '../transports/transport.js'
+import type { RelayedAnswer, RelaySink } from './relay.js'
 import type { Session } from './session.js'
 import type { McpSessionInfo } from './types.js'
 
@@ -16,15 +18,42 @@ export interface Delivery {
   url: string
   /** Who posted, when the route authenticates. */
   auth: AuthResult | undefined
-  /** Where the answers go, when they travel on the POST's own response (Streamable HTTP). */
-  reply?: ReplyChannel
 }
+
+/**
+ * One Streamable HTTP request, as far as the session it names is concerned: what the
+ * instance holding the session does with it, whichever instance the client sent it to.
+ * Plain data, so it can travel between instances.
+ */
+export type StreamableOp =
+  | { op: 'post', messages: JsonRpcMessage[], batch: boolean, requestIds: Array<string | number>, headers: IncomingHttpHeaders, url: string }
+  | { op: 'get', lastEventId: string | undefined }
+  | { op: 'delete' }
+
+/** Where a Streamable HTTP answer goes: the response to take over, and the headers it starts with. */
+export interface ResponseTarget {
+  /** Takes the response over (once, before the first byte). */
+  hijack: () => ResponseSink
+  /** Headers of the answer besides its own (CORS, `Mcp-Session-Id` of a new session). */
+  headers: () => OutgoingHttpHeaders
+}
+
+/**
+ * What became of a Streamable HTTP request: answered on its target (JSON or a stream,
+ * complete), or to be answered 202 (nothing to answer) or 204 (deleted) by the caller.
+ */
+export type StreamableOutcome = 'answered' | 'accepted' | 'deleted'
+
+/** Serves one Streamable HTTP request against a session held here. Throws the plugin's errors. */
+export type ServeStreamable = (session: Session, op: StreamableOp, authInfo: McpAuthInfo | undefined, target: ResponseTarget, log: FastifyBaseLogger) => Promise<StreamableOutcome>
 
 /** What the cluster part calls back into: the store that holds this instance's sessions. */
 export interface ClusterHost {
   sessions (): Iterable<Session>
   /** Messages another instance forwarded for a session held here. */
-  receiveForwarded (id: string, delivery: Omit<Delivery, 'auth' | 'reply'>, principal: string | undefined, authInfo: McpAuthInfo | undefined): void
+  receiveForwarded (id: string, delivery: Omit<Delivery, 'auth'>, principal: string | undefined, authInfo: McpAuthInfo | undefined): void
+  /** A Streamable HTTP request another instance relayed for a session held here; the answer goes to `sink`. */
+  receiveRelayed (id: string, op: StreamableOp, principal: string | undefined, authInfo: McpAuthInfo | undefined, sink: RelaySink): void
 }
 
 /**
@@ -49,6 +78,11 @@ export interface SessionCluster {
   claim (id: string, principal: string): Promise<string | undefined>
   /** Delivers to a session this instance does not hold. */
   forward (id: string, delivery: Delivery): Promise<DeliveryResult>
+  /**
+   * Relays a Streamable HTTP request to the instance holding its session; the answer
+   * comes back to be piped to the client. 'not_found' when no instance holds it.
+   */
+  relay (id: string, op: StreamableOp, auth: AuthResult | undefined): Promise<RelayedAnswer | DeliveryResult>
   /** Finds a session held elsewhere. */
   lookup (id: string): Promise<McpSessionInfo | undefined>
   /** Forgets this instance's sessions and disconnects (after they have ended). */
@@ -70,6 +104,10 @@ export class LocalCluster implements SessionCluster {
   }
 
   forward (): Promise<DeliveryResult> {
+    return NOT_FOUND
+  }
+
+  relay (): Promise<DeliveryResult> {
     return NOT_FOUND
   }
 

@@ -6,12 +6,15 @@ import { toAuthInfo } from '../auth/types.js'
 import { FST_ERR_MCP_SSE_REDIS_UNAVAILABLE } from '../errors.js'
 import type { JsonRpcMessage, McpAuthInfo } from '../mcp.js'
 import type { ResolvedRedis } from '../options.js'
-import type { ClusterHost, Delivery, DeliveryResult, SessionCluster } from './cluster.js'
+import type { AuthResult } from '../auth/types.js'
+import type { ClusterHost, Delivery, DeliveryResult, SessionCluster, StreamableOp } from './cluster.js'
+import { RelayedAnswer, RelaySink, type AnswerFrame } from './relay.js'
 import type { Session } from './session.js'
 import type { McpSessionInfo } from './types.js'
 
-/** What one instance publishes to another: POSTed messages for a session it holds. */
+/** What one instance publishes to another: HTTP+SSE messages for a session it holds. */
 interface Envelope {
+  t: 'm'
   /** session id */
   s: string
   /** messages, in arrival order */
@@ -25,6 +28,38 @@ interface Envelope {
   /** the principal that posted, when authenticated */
   p?: string
 }
+
+/** A Streamable HTTP request relayed to the session's owner. */
+interface RelayRequest {
+  t: 'q'
+  /** the instance the client is talking to, where the answer goes */
+  r: string
+  /** that instance's key of the request */
+  k: number
+  s: string
+  q: StreamableOp
+  a?: McpAuthInfo
+  p?: string
+}
+
+/** Part of the answer to a relayed request, back to the instance the client is talking to. */
+interface Answer extends AnswerFrame {
+  t: 'a'
+  k: number
+}
+
+/** The client of a relayed request left before its answer was complete (`o`: cut off for not reading). */
+interface ClientGone {
+  t: 'c'
+  r: string
+  k: number
+  o?: 1
+}
+
+type Frame = Envelope | RelayRequest | Answer | ClientGone
+
+/** How often an instance waiting on relayed answers checks that their owners are still there. */
+const OWNER_CHECK_MS = 1_000
 
 /** Where a session lives, as another instance last looked it up. */
 interface Route {
@@ -62,6 +97,12 @@ export class RedisCluster implements SessionCluster {
   #routes = new Map<string, Route>()
   /** Ended sessions are announced here, so other instances drop their cached routes. */
   readonly #closedChannel: string
+  /** Relayed requests of this instance's clients, waiting on answers, by key. */
+  readonly #relays = new Map<number, RelayedAnswer>()
+  #relayKey = 0
+  #ownerCheck: NodeJS.Timeout | undefined
+  /** Answers this instance is writing for other instances' clients, by `<instance>:<key>`. */
+  readonly #sinks = new Map<string, RelaySink>()
 
   constructor (options: ResolvedRedis, log: FastifyBaseLogger) {
     this.#prefix = options.keyPrefix
@@ -92,6 +133,7 @@ export class RedisCluster implements SessionCluster {
     }
     this.#cmd.on('ready', this.#onReady)
     this.#sub.on('messageBuffer', this.#onMessage)
+    this.#sub.on('close', this.#onSubscriberLost)
   }
 
   #key (id: string): string {
@@ -207,28 +249,76 @@ export class RedisCluster implements SessionCluster {
   }
 
   /**
-   * Hands messages for a session this instance does not hold to its owner. Rejects with
-   * FST_ERR_MCP_SSE_REDIS_UNAVAILABLE while Redis is down.
+   * Hands HTTP+SSE messages for a session this instance does not hold to its owner.
+   * Rejects with FST_ERR_MCP_SSE_REDIS_UNAVAILABLE while Redis is down.
+   */
+  forward (id: string, delivery: Delivery): Promise<DeliveryResult> {
+    const auth = delivery.auth
+    return this.#toOwner(id, auth?.principal, route => {
+      const envelope: Envelope = { t: 'm', s: id, m: delivery.messages, h: delivery.headers, u: delivery.url }
+      if (auth !== undefined) {
+        envelope.a = toAuthInfo(auth)
+        envelope.p = auth.principal
+      }
+      return this.#publish(id, route, envelope).then(received => received ? 'delivered' : 'not_found')
+    })
+  }
+
+  /**
+   * Relays a Streamable HTTP request to the owner of its session; its answer comes back
+   * on this instance's channel. Rejects with FST_ERR_MCP_SSE_REDIS_UNAVAILABLE while Redis is down.
+   */
+  relay (id: string, op: StreamableOp, auth: AuthResult | undefined): Promise<RelayedAnswer | DeliveryResult> {
+    return this.#toOwner(id, auth?.principal, route => {
+      const key = ++this.#relayKey
+      const ownerChannel = `${this.#prefix}instance:${route.owner}`
+      const answer = new RelayedAnswer(key, route.owner, cutOff => {
+        const gone: ClientGone = { t: 'c', r: this.instanceId, k: key }
+        if (cutOff) gone.o = 1
+        this.#cmd.publish(ownerChannel, JSON.stringify(gone)).catch(() => {})
+      }, () => { this.#relays.delete(key) })
+      // Registered before the request goes out: its answer can come before PUBLISH returns.
+      this.#relays.set(key, answer)
+      this.#watchOwners()
+      const request: RelayRequest = { t: 'q', r: this.instanceId, k: key, s: id, q: op }
+      if (auth !== undefined) {
+        request.a = toAuthInfo(auth)
+        request.p = auth.principal
+      }
+      return this.#publish(id, route, request).then(received => {
+        if (received) return answer
+        this.#relays.delete(key)
+        return 'not_found'
+      }, (err: unknown) => {
+        this.#relays.delete(key)
+        throw err
+      })
+    })
+  }
+
+  /**
+   * Sends something to the owner of session `id`, after the principal check.
    *
    * Order: PUBLISH commands go out on one connection in the order they are issued, and
    * Redis delivers them in that order. So a message is published at once when the
    * session's owner is known (cached) and nothing for that session is still waiting;
    * otherwise it queues behind the session's pending lookup, in arrival order.
    */
-  forward (id: string, delivery: Delivery): Promise<DeliveryResult> {
+  #toOwner<T> (id: string, principal: string | undefined, send: (route: Route) => Promise<T | DeliveryResult>): Promise<T | DeliveryResult> {
     this.#requireReady()
-    const principal = delivery.auth?.principal
+    const checked = (route: Route): Promise<T | DeliveryResult> =>
+      principal !== undefined && route.principal !== principal ? Promise.resolve('forbidden') : send(route)
     const cached = this.#routes.get(id)
     if (cached !== undefined && cached.until > Date.now() && !this.#chains.has(id) &&
         (principal === undefined || cached.principal !== undefined)) {
-      return this.#publish(id, cached, delivery)
+      return checked(cached)
     }
     const previous = this.#chains.get(id) ?? Promise.resolve()
     // Resolves once this message's PUBLISH is issued (or it was refused); the boxed
     // promise is its outcome.
-    const step = previous.then(async (): Promise<{ outcome: Promise<DeliveryResult> }> => {
+    const step = previous.then(async (): Promise<{ outcome: Promise<T | DeliveryResult> }> => {
       const route = await this.#resolve(id, principal)
-      return { outcome: typeof route === 'string' ? Promise.resolve(route) : this.#publish(id, route, delivery) }
+      return { outcome: typeof route === 'string' ? Promise.resolve(route) : checked(route) }
     })
     this.#chains.set(id, step)
     const forget = (): void => { if (this.#chains.get(id) === step) this.#chains.delete(id) }
@@ -253,25 +343,59 @@ export class RedisCluster implements SessionCluster {
     return route
   }
 
-  /** Issues the PUBLISH now (synchronously), checks the principal first. */
-  #publish (id: string, route: Route, delivery: Delivery): Promise<DeliveryResult> {
-    const auth = delivery.auth
-    if (auth !== undefined && route.principal !== auth.principal) return Promise.resolve('forbidden')
-    const envelope: Envelope = { s: id, m: delivery.messages, h: delivery.headers, u: delivery.url }
-    if (auth !== undefined) {
-      envelope.a = toAuthInfo(auth)
-      envelope.p = auth.principal
-    }
-    return this.#cmd.publish(`${this.#prefix}instance:${route.owner}`, JSON.stringify(envelope)).then(async receivers => {
-      if (receivers > 0) return 'delivered'
-      // Nobody listens on the owner's channel: that instance is gone. Drop its entry
-      // (unless a live owner re-registered it meanwhile) so the id stops resolving.
-      this.#routes.delete(id)
-      await this.#cmd.eval(
-        "if redis.call('hget', KEYS[1], 'owner') == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-        1, this.#key(id), route.owner)
-      return 'not_found'
+  /** Issues the PUBLISH now (synchronously); resolves false when the owner is gone. */
+  #publish (id: string, route: Route, frame: Envelope | RelayRequest): Promise<boolean> {
+    return this.#cmd.publish(`${this.#prefix}instance:${route.owner}`, JSON.stringify(frame)).then(async receivers => {
+      if (receivers > 0) return true
+      await this.#ownerGone(id, route.owner)
+      return false
     })
+  }
+
+  /**
+   * Nobody listens on an owner's channel: that instance is gone. Drop its entry (unless a
+   * live owner re-registered it meanwhile) so the id stops resolving.
+   */
+  async #ownerGone (id: string, owner: string): Promise<void> {
+    this.#routes.delete(id)
+    await this.#cmd.eval(
+      "if redis.call('hget', KEYS[1], 'owner') == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+      1, this.#key(id), owner)
+  }
+
+  /** While answers are awaited, checks now and then that their owners still listen. */
+  #watchOwners (): void {
+    if (this.#ownerCheck !== undefined) return
+    this.#ownerCheck = setInterval(() => { void this.#checkOwners() }, OWNER_CHECK_MS)
+    this.#ownerCheck.unref()
+  }
+
+  async #checkOwners (): Promise<void> {
+    if (this.#relays.size === 0) {
+      clearInterval(this.#ownerCheck)
+      this.#ownerCheck = undefined
+      return
+    }
+    if (this.#cmd.status !== 'ready') return
+    const owners = [...new Set(Array.from(this.#relays.values(), a => a.owner))]
+    try {
+      const counts = await this.#cmd.pubsub('NUMSUB', ...owners.map(o => `${this.#prefix}instance:${o}`)) as Array<string | number>
+      const gone = new Set(owners.filter((_o, i) => Number(counts[2 * i + 1]) === 0))
+      if (gone.size === 0) return
+      for (const answer of [...this.#relays.values()]) if (gone.has(answer.owner)) answer.ownerGone()
+    } catch (err) {
+      this.#log.debug({ err }, 'fastify-mcp-sse: checking the owners of relayed requests failed')
+    }
+  }
+
+  /**
+   * The subscription is lost: answers can no longer arrive, nor word of clients that left.
+   * Relayed answers end (a stream's client resumes later); answers written for other
+   * instances end too.
+   */
+  #onSubscriberLost = (): void => {
+    for (const answer of [...this.#relays.values()]) answer.linkLost()
+    for (const sink of [...this.#sinks.values()]) sink.gone()
   }
 
   #onMessage = (channel: Buffer, payload: Buffer): void => {
@@ -279,18 +403,45 @@ export class RedisCluster implements SessionCluster {
       this.#routes.delete(payload.toString())
       return
     }
-    let envelope: Envelope
+    let frame: Frame
     try {
-      envelope = JSON.parse(payload.toString('utf8')) as Envelope
+      frame = JSON.parse(payload.toString('utf8')) as Frame
     } catch {
       return
     }
-    this.#host?.receiveForwarded(envelope.s, { messages: envelope.m, headers: envelope.h, url: envelope.u }, envelope.p, envelope.a)
+    switch (frame.t) {
+      case 'm':
+        this.#host?.receiveForwarded(frame.s, { messages: frame.m, headers: frame.h, url: frame.u }, frame.p, frame.a)
+        break
+      case 'a':
+        this.#relays.get(frame.k)?.receive(frame)
+        break
+      case 'q':
+        this.#receiveRelayed(frame)
+        break
+      case 'c':
+        this.#sinks.get(`${frame.r}:${frame.k}`)?.gone(frame.o === 1)
+        break
+    }
+  }
+
+  /** A request another instance relayed for a session held here: its answer goes back there. */
+  #receiveRelayed (request: RelayRequest): void {
+    const sinkKey = `${request.r}:${request.k}`
+    const channel = `${this.#prefix}instance:${request.r}`
+    const sink = new RelaySink(
+      frame => this.#cmd.publish(channel, JSON.stringify({ t: 'a', k: request.k, ...frame })).then(n => n > 0),
+      () => { this.#sinks.delete(sinkKey) }
+    )
+    this.#sinks.set(sinkKey, sink)
+    this.#host?.receiveRelayed(request.s, request.q, request.p, request.a, sink)
   }
 
   /** Forgets this instance's sessions in Redis, unsubscribes, and closes its connections. */
   async shutdown (localIds: string[]): Promise<void> {
     clearInterval(this.#refreshTimer)
+    clearInterval(this.#ownerCheck)
+    this.#sub.off('close', this.#onSubscriberLost)
     if (this.#cmd.status === 'ready' && localIds.length > 0) {
       await this.#cmd.del(...localIds.map(id => this.#key(id))).catch(() => {})
     }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
+import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_SESSION_NOT_FOUND, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
 import { toAuthInfo, type AuthResult } from '../auth/types.js'
-import { MessageExtra, type McpAuthInfo, type McpServerLike } from '../mcp.js'
+import { MessageExtra, type JsonRpcMessage, type McpAuthInfo, type McpServerLike } from '../mcp.js'
 import type { McpSessionContext } from '../options.js'
-import type { CloseReason, SessionTransport } from '../transports/transport.js'
-import type { ClusterHost, Delivery, DeliveryResult, SessionCluster } from './cluster.js'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { CloseReason, ReplyChannel, SessionTransport } from '../transports/transport.js'
+import type { ClusterHost, Delivery, DeliveryResult, ServeStreamable, SessionCluster, StreamableOp } from './cluster.js'
+import type { RelayedAnswer, RelaySink } from './relay.js'
 import { Session } from './session.js'
 import type { McpSessionInfo, McpSessionStore } from './types.js'
 
@@ -33,6 +35,8 @@ export class SessionStore implements McpSessionStore, ClusterHost {
    * connections cannot overshoot it.
    */
   #pending = 0
+  /** Serves Streamable HTTP requests relayed from other instances (set by the entry). */
+  #serveRelayed: ServeStreamable | undefined
 
   constructor (opts: SessionStoreOptions, log: FastifyBaseLogger) {
     this.#opts = opts
@@ -162,22 +166,23 @@ export class SessionStore implements McpSessionStore, ClusterHost {
    * Synchronous for a session held here and already bound (the hot path). Throws
    * FST_ERR_MCP_SSE_HANDLER_ERROR when the server's handler throws.
    */
-  deliver (id: string, delivery: Omit<Delivery, 'reply'>, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
+  deliver (id: string, delivery: Delivery, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
     const session = this.#sessions.get(id)
     if (session === undefined || !session.isOpen) return this.#refused(this.#cluster.forward(id, delivery), id, delivery.auth, log)
     const admitted = this.#admit(session, delivery.auth, log)
-    if (admitted instanceof Promise) return admitted.then(a => typeof a === 'string' ? a : this.#receive(a, delivery, log))
-    return typeof admitted === 'string' ? admitted : this.#receive(admitted, delivery, log)
+    if (admitted instanceof Promise) return admitted.then(a => typeof a === 'string' ? a : this.#receive(a, delivery, log, this.#authInfo(a, delivery.auth)))
+    return typeof admitted === 'string' ? admitted : this.#receive(admitted, delivery, log, this.#authInfo(admitted, delivery.auth))
   }
 
   /**
-   * Hands a POST's messages to a session that {@link admit} returned, with where their
-   * answers go (Streamable HTTP answers on the POST itself, so such a POST is served only
-   * by the instance that holds the session: it is never forwarded). 'not_found' if the
-   * session ended meanwhile.
+   * Hands a POST's messages to a session that {@link admit} returned (or the cluster
+   * relayed a request for), with where their answers go: Streamable HTTP answers on the
+   * POST's own response. 'not_found' if the session ended meanwhile. `authInfo` falls
+   * back to the session's own.
    */
-  deliverTo (session: Session, delivery: Delivery, log: FastifyBaseLogger): 'delivered' | 'not_found' {
-    return session.isOpen ? this.#receive(session, delivery, log) : 'not_found'
+  deliverTo (session: Session, delivery: { messages: JsonRpcMessage[], headers: IncomingHttpHeaders, url: string, authInfo: McpAuthInfo | undefined, reply?: ReplyChannel }, log: FastifyBaseLogger): 'delivered' | 'not_found' {
+    if (!session.isOpen) return 'not_found'
+    return this.#receive(session, delivery, log, delivery.authInfo ?? session.authInfo)
   }
 
   /**
@@ -213,6 +218,10 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     return session
   }
 
+  #authInfo (session: Session, auth: AuthResult | undefined): McpAuthInfo | undefined {
+    return auth === undefined ? session.authInfo : toAuthInfo(auth)
+  }
+
   #bindInfo (session: Session, auth: AuthResult): McpAuthInfo {
     const info = toAuthInfo(auth)
     session.bind(auth.principal, info)
@@ -228,7 +237,7 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     return 'forbidden'
   }
 
-  #receive (session: Session, delivery: Delivery, log: FastifyBaseLogger, authInfo = delivery.auth === undefined ? session.authInfo : toAuthInfo(delivery.auth)): 'delivered' {
+  #receive (session: Session, delivery: Pick<Delivery, 'messages' | 'headers' | 'url'> & { reply?: ReplyChannel }, log: FastifyBaseLogger, authInfo: McpAuthInfo | undefined): 'delivered' {
     const extra = new MessageExtra(delivery.headers, delivery.url, authInfo)
     try {
       session.transport.deliver(delivery.messages, extra, delivery.reply)
@@ -249,9 +258,45 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     // The sender checked the principal against the cluster's binding; adopt it here.
     if (principal !== undefined && session.principal === undefined) session.bind(principal, authInfo)
     try {
-      this.#receive(session, { ...delivery, auth: undefined }, this.#log, authInfo ?? session.authInfo)
+      this.#receive(session, delivery, this.#log, authInfo ?? session.authInfo)
     } catch {
       // Logged by #receive; nobody is waiting on an answer for a forwarded message.
     }
+  }
+
+  // --- Streamable HTTP across instances ------------------------------------------------
+
+  /** How this instance serves Streamable HTTP requests that other instances relay to it. */
+  serveRelayed (serve: ServeStreamable): void {
+    this.#serveRelayed = serve
+  }
+
+  /**
+   * Relays a Streamable HTTP request for a session this instance does not hold to the
+   * instance that does, after the principal check against the cluster's binding.
+   * 'not_found' for an unknown session or another principal's (answered alike).
+   */
+  async relay (id: string, op: StreamableOp, auth: AuthResult | undefined, log: FastifyBaseLogger): Promise<RelayedAnswer | 'not_found'> {
+    const relayed = await this.#cluster.relay(id, op, auth)
+    if (relayed === 'forbidden') this.#refuse(id, auth?.principal, log)
+    return typeof relayed === 'string' ? 'not_found' : relayed
+  }
+
+  receiveRelayed (id: string, op: StreamableOp, principal: string | undefined, authInfo: McpAuthInfo | undefined, sink: RelaySink): void {
+    const session = this.#sessions.get(id)
+    const serve = this.#serveRelayed
+    // The sender checked the principal against the cluster's binding; a session bound
+    // here to someone else (a race with a claim) is refused all the same.
+    if (session === undefined || !session.isOpen || serve === undefined ||
+        (principal !== undefined && session.principal !== undefined && session.principal !== principal)) {
+      sink.fail(new FST_ERR_MCP_SSE_SESSION_NOT_FOUND())
+      return
+    }
+    if (principal !== undefined && session.principal === undefined) session.bind(principal, authInfo)
+    serve(session, op, authInfo, { hijack: () => sink, headers: () => ({}) }, this.#log).then(outcome => {
+      if (outcome === 'answered') return
+      sink.writeHead(outcome === 'accepted' ? 202 : 204, {})
+      sink.end()
+    }, (err: unknown) => { sink.fail(err) })
   }
 }

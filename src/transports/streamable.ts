@@ -1,8 +1,8 @@
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { JsonRpcMessage, McpMessageExtra, McpSendOptions } from '../mcp.js'
 import { ERROR_TABLE, jsonRpcError } from '../errors.js'
 import { parseEventId, type McpEventStore, type StoredEvent } from './event-store.js'
-import type { CloseReason, ReplyChannel, SessionTransport } from './transport.js'
+import type { CloseReason, ReplyChannel, ResponseSink, SessionTransport } from './transport.js'
 
 /** How a POST's replies travel: `auto` answers JSON unless messages precede the result. */
 export type ResponseMode = 'auto' | 'json' | 'sse'
@@ -60,7 +60,7 @@ export interface StreamSettings {
  * for 'drain'), a bound on what may wait unsent, keep-alive pings, and one end.
  */
 export class EventStream {
-  readonly #res: ServerResponse
+  readonly #res: ResponseSink
   readonly #settings: StreamSettings
   readonly #onEnd: (reason: 'client_disconnected' | 'buffer_overflow' | 'ended') => void
   readonly #journal: Journal | undefined
@@ -68,7 +68,7 @@ export class EventStream {
   #waiters: Array<{ resolve: () => void, reject: (err: Error) => void }> = []
   #ended = false
 
-  constructor (res: ServerResponse, settings: StreamSettings, journal: Journal | undefined, onEnd: (reason: 'client_disconnected' | 'buffer_overflow' | 'ended') => void) {
+  constructor (res: ResponseSink, settings: StreamSettings, journal: Journal | undefined, onEnd: (reason: 'client_disconnected' | 'buffer_overflow' | 'ended') => void) {
     this.#res = res
     this.#settings = settings
     this.#journal = journal
@@ -138,7 +138,7 @@ export class EventStream {
   }
 
   #onClose = (): void => {
-    this.#end('client_disconnected')
+    this.#end(this.#res.cutOff === true ? 'buffer_overflow' : 'client_disconnected')
   }
 
   #end (reason: 'client_disconnected' | 'buffer_overflow' | 'ended'): void {
@@ -159,7 +159,7 @@ export class EventStream {
 
 export interface PostReplyOptions {
   /** Takes the response over from Fastify (called once, before the first byte). */
-  hijack: () => ServerResponse
+  hijack: () => ResponseSink
   /** Headers already set on the reply (CORS), plus any of the route's own. */
   headers: () => OutgoingHttpHeaders
   mode: ResponseMode
@@ -435,7 +435,7 @@ export class StreamableSessionTransport implements SessionTransport {
    * session's streams (the route then opens a plain standalone stream); 'conflict' when it
    * names the standalone stream and that is open.
    */
-  async resume (lastEventId: string, open: () => { res: ServerResponse, headers: OutgoingHttpHeaders }): Promise<'resumed' | 'fresh' | 'conflict'> {
+  async resume (lastEventId: string, open: () => { res: ResponseSink, headers: OutgoingHttpHeaders }): Promise<'resumed' | 'fresh' | 'conflict'> {
     const store = this.#opts.eventStore
     const parsed = parseEventId(lastEventId)
     if (store === undefined || parsed === undefined || parsed.sessionId !== this.sessionId) return 'fresh'
@@ -485,13 +485,13 @@ export class StreamableSessionTransport implements SessionTransport {
   }
 
   /** Opens the standalone stream on `res`; false when one is open already (409). */
-  openStream (res: ServerResponse, headers: OutgoingHttpHeaders): boolean {
+  openStream (res: ResponseSink, headers: OutgoingHttpHeaders): boolean {
     if (this.#standalone !== undefined || this.#closed) return false
     this.#newStandalone(res).open(headers, true)
     return true
   }
 
-  #newStandalone (res: ServerResponse): EventStream {
+  #newStandalone (res: ResponseSink): EventStream {
     const stream = new EventStream(res, this.#opts.stream, this.#standaloneJournal, reason => {
       if (this.#standalone === stream) this.#standalone = undefined
       // A standalone stream that overflowed means a client that stopped reading.

@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { JsonRpcMessage, McpMessageExtra, McpTransport } from '../mcp.js'
 
 /** Why a session ended; logged, and handed to the store once. */
@@ -39,4 +40,32 @@ export interface SessionTransport extends McpTransport {
   terminate (reason: CloseReason): void
   /** Set by the store: called once when the transport ends. */
   onended: ((reason: CloseReason) => void) | undefined
+}
+
+/**
+ * What a Streamable HTTP answer is written to: the client's `ServerResponse` when the
+ * request arrived here, or a relay to the instance it arrived at when the session is held
+ * here and the request came through the cluster. `ServerResponse` fits it as it is.
+ */
+export interface ResponseSink {
+  readonly headersSent: boolean
+  readonly destroyed: boolean
+  readonly writableEnded: boolean
+  /** Bytes written and not yet taken by the client's socket. */
+  readonly writableLength: number
+  readonly writableNeedDrain: boolean
+  /** The client's socket, when it is in this process. */
+  readonly socket?: { setTimeout: (ms: number) => unknown, setNoDelay: (noDelay: boolean) => unknown } | null
+  /**
+   * True when the client was cut off for not reading (past `maxBufferedBytes`) where the
+   * bytes are buffered: on the instance a relayed stream is written to.
+   */
+  readonly cutOff?: boolean
+  writeHead: (status: number, headers: OutgoingHttpHeaders) => unknown
+  flushHeaders: () => void
+  write: (chunk: string) => boolean
+  end: (chunk?: string) => unknown
+  destroy: () => unknown
+  on: (event: 'close' | 'drain', listener: () => void) => unknown
+  off: (event: 'close' | 'drain', listener: () => void) => unknown
 }
