@@ -12,6 +12,7 @@ import { setupScope } from './scope.js'
 import { LocalCluster } from './session/cluster.js'
 import { RedisCluster } from './session/redis.js'
 import { SessionStore } from './session/store.js'
+import { RedisEventStore } from './transports/redis-event-store.js'
 
 export type { McpSseOptions, McpSseCorsOptions, McpSessionContext, McpRedisOptions } from './options.js'
 export type { McpServerLike, McpTransport, McpAuthInfo, McpMessageExtra, JsonRpcMessage } from './mcp.js'
@@ -21,6 +22,7 @@ export type { CloseReason, SessionTransport, TransportKind } from './transports/
 export { SseSessionTransport, SseServerTransport } from './transports/sse.js'
 export { StreamableSessionTransport, type ResponseMode } from './transports/streamable.js'
 export { MemoryEventStore, type McpEventStore, type MemoryEventStoreOptions, type StoredEvent } from './transports/event-store.js'
+export { RedisEventStore, type RedisEventStoreOptions } from './transports/redis-event-store.js'
 export { defaults } from './options.js'
 export * as errors from './errors.js'
 export * from './auth/index.js'
@@ -101,8 +103,17 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     maxBufferedBytes: options.maxBufferedBytes,
     cluster: options.redis === undefined ? new LocalCluster() : new RedisCluster(options.redis, fastify.log)
   }, fastify.log)
+  // An event store the plugin opened ('redis') closes with it; one passed in is the host's.
+  const closeEventStore = async (): Promise<void> => {
+    if (opts.eventStore === 'redis' && options.eventStore instanceof RedisEventStore) await options.eventStore.close()
+  }
   // With Redis, an unreachable server fails register, with an error that says so.
-  await store.start()
+  try {
+    await store.start()
+  } catch (err) {
+    await closeEventStore()
+    throw err
+  }
   fastify.decorate('mcpSessions', store)
   // Open streams never end by themselves: end them before the server waits for its
   // connections (in onClose, app.close() would hang on them).
@@ -111,6 +122,7 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
   })
   fastify.addHook('onClose', async function mcpSseLeaveCluster () {
     await store.shutdown()
+    await closeEventStore()
   })
   // fastify-plugin ignores `prefix` for the plugin itself; apply it to our routes.
   await fastify.register(mcpRoutes, { options, store, prefix: opts.prefix })

@@ -5,6 +5,7 @@ import { FST_ERR_MCP_SSE_INVALID_OPTION } from './errors.js'
 import type { AuthProvider, AuthResult, McpAuthOptions } from './auth/types.js'
 import type { McpServerLike } from './mcp.js'
 import { MemoryEventStore, type McpEventStore } from './transports/event-store.js'
+import { RedisEventStore } from './transports/redis-event-store.js'
 
 /** Passed to the `server` factory once per session. */
 export interface McpSessionContext {
@@ -90,10 +91,12 @@ export interface McpSseOptions {
   /**
    * Where Streamable HTTP stream events are kept so a client that lost a stream can
    * reconnect with `Last-Event-ID` and get exactly what it missed. `false` keeps nothing
-   * (events then carry no id). @default a MemoryEventStore (per session: 1000 events,
+   * (events then carry no id). `'redis'`: a {@link RedisEventStore} on the `redis`
+   * option's server and key prefix (per session: 1000 events, 5 minutes), opened and
+   * closed with the plugin. @default a MemoryEventStore (per session: 1000 events,
    * 1 MiB, 5 minutes)
    */
-  eventStore?: McpEventStore | false
+  eventStore?: McpEventStore | 'redis' | false
   /** `retry:` of each stream's priming event: how long a client waits before reconnecting, in ms. @default 1000 */
   retryInterval?: number
   /** Largest accepted POST body: bytes, or a string such as "512kb", "4mb". @default "4mb" */
@@ -317,12 +320,18 @@ function resolveLoopbackDefaults (o: Partial<McpSseOptions>, origins: Set<string
   }
 }
 
-function resolveEventStore (value: unknown): McpEventStore | undefined {
+function resolveEventStore (value: unknown, redis: ResolvedRedis | undefined): McpEventStore | undefined {
   if (value === false) return undefined
   if (value === undefined) return new MemoryEventStore()
+  if (value === 'redis') {
+    if (redis === undefined) fail('eventStore', "'redis' keeps events in the Redis of the redis option: set redis too.")
+    return redis.client === undefined
+      ? new RedisEventStore({ url: redis.url as string, keyPrefix: redis.keyPrefix })
+      : new RedisEventStore({ client: redis.client, keyPrefix: redis.keyPrefix })
+  }
   const store = value as Partial<McpEventStore>
   if (typeof store !== 'object' || store === null || typeof store.append !== 'function' || typeof store.after !== 'function' || typeof store.dropSession !== 'function') {
-    fail('eventStore', 'Pass an object with append, after and dropSession (see McpEventStore), or false.')
+    fail('eventStore', "Pass an object with append, after and dropSession (see McpEventStore), 'redis', or false.")
   }
   return value as McpEventStore
 }
@@ -379,7 +388,6 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     responseMode,
     stateless,
     sessionIdleTimeout: count('sessionIdleTimeout', o.sessionIdleTimeout ?? defaults.sessionIdleTimeout, 0),
-    eventStore: resolveEventStore(o.eventStore),
     retryInterval: count('retryInterval', o.retryInterval ?? defaults.retryInterval, 0),
     maxMessageSize: size('maxMessageSize', o.maxMessageSize ?? defaults.maxMessageSize),
     headers: { ...headers },
@@ -391,6 +399,8 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     allowedHosts,
     loopbackDefaults: resolveLoopbackDefaults(o, allowedOrigins, allowedHosts),
     auth,
-    redis
+    redis,
+    // Last: a 'redis' store opens a connection, so only once every other option is good.
+    eventStore: resolveEventStore(o.eventStore, redis)
   }
 }
