@@ -3,14 +3,14 @@
 // come back on the receiving instance's response. Round-robin proxies, no stickiness.
 import { spawn } from 'node:child_process'
 import http from 'node:http'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { Redis } from 'ioredis'
-import { ApiKeyAuthProvider } from '../src/index.js'
+import mcpSse, { ApiKeyAuthProvider } from '../src/index.js'
 import { buildExampleServer } from '../example/mcp-server.js'
 import { PrivateRedis, REDIS_URL, startInstance, startProxy, testPrefix, type Instance } from './support/cluster.js'
 import { tsNodeArgs, until } from './support/helpers.js'
@@ -41,7 +41,8 @@ interface Answer {
 function parseEvents (raw: string): Event[] {
   const out: Event[] = []
   for (const block of raw.split('\n\n')) {
-    if (block.trim() === '') continue
+    // Blank blocks and comments (lines starting with ':') are not events.
+    if (block.split('\n').every(line => line === '' || line.startsWith(':'))) continue
     const field = (name: string): string | undefined => new RegExp(`^${name}: ?(.*)$`, 'm').exec(block)?.[1]
     const event = field('event')
     if (event === 'ping') continue
@@ -72,7 +73,7 @@ function request (base: string, method: string, body: unknown, headers: Record<s
 }
 
 /** Opens a session on `base` (initialize + initialized); returns its id. */
-async function open (t: Tap.Test, base: string, headers: Record<string, string> = {}): Promise<string> {
+async function open (t: Test, base: string, headers: Record<string, string> = {}): Promise<string> {
   const init = await request(base, 'POST', INIT, headers)
   t.equal(init.status, 200, 'initialize')
   const id = String(init.headers['mcp-session-id'])
@@ -121,12 +122,36 @@ function recordingFactory (): { servers: McpServer[], server: () => McpServer } 
   return { servers, server: () => { const s = buildExampleServer(); servers.push(s); return s } }
 }
 
-async function pair (t: Tap.Test, extra: Parameters<typeof startInstance>[1] extends infer O ? Partial<O> : never = {}): Promise<[Instance, Instance, string]> {
+type InstanceOptions = Omit<Parameters<typeof startInstance>[1], 'redis'>
+
+/** Two instances sharing sessions through one Redis (a fresh key prefix). */
+async function pair (t: Test, extra: InstanceOptions = {}, url = REDIS_URL): Promise<[Instance, Instance, string]> {
   const keyPrefix = testPrefix()
-  const a = await startInstance(t, { ...extra, redis: { url: REDIS_URL, keyPrefix } })
-  const b = await startInstance(t, { ...extra, redis: { url: REDIS_URL, keyPrefix } })
+  const a = await startInstance(t, { ...extra, redis: { url, keyPrefix } })
+  const b = await startInstance(t, { ...extra, redis: { url, keyPrefix } })
   return [a, b, keyPrefix]
 }
+
+/** A plugin instance in a process of its own (so it can be killed outright); its base URL. */
+async function child (t: Test, keyPrefix: string): Promise<{ base: string, kill: () => Promise<void> }> {
+  const proc = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
+    env: { ...process.env, REDIS_URL, KEY_PREFIX: keyPrefix },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.teardown(() => { proc.kill('SIGKILL') })
+  const port = await new Promise<number>((resolve, reject) => {
+    proc.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim())))
+    proc.once('exit', code => reject(new Error(`instance exited ${code}`)))
+  })
+  const kill = async (): Promise<void> => {
+    const exited = new Promise(resolve => proc.once('exit', resolve))
+    proc.kill('SIGKILL')
+    await exited
+  }
+  return { base: `http://127.0.0.1:${port}`, kill }
+}
+
+const toolsChanged = { jsonrpc: '2.0', method: 'notifications/tools/list_changed' }
 
 t.test('SDK clients of both lines, every request through another instance than the last: tools, progress before results, 100 answers in order', async t => {
   const keyPrefix = testPrefix()
@@ -155,4 +180,202 @@ t.test('SDK clients of both lines, every request through another instance than t
   t.equal(instances.reduce((n, i) => n + i.app.mcpSessions.size, 0), 2, 'one session per client, each on one instance')
   const posts = proxy.log.filter(r => r.method === 'POST')
   t.ok(new Set(posts.map(p => p.upstream)).size === 3, 'POSTs landed on every instance')
+})
+
+t.test('a GET stream on one instance gets the server-initiated messages of a session held by another; DELETE anywhere ends it on its owner', async t => {
+  const rec = recordingFactory()
+  const [a, b] = await pair(t, { server: rec.server })
+  const id = await open(t, a.base)
+  const info = await b.app.mcpSessions.lookup(id)
+  t.match(info, { id, local: false, owner: (a.app.mcpSessions as unknown as { instanceId: string }).instanceId }, 'lookup on the other instance finds it')
+  const s = stream(b.base, session(id))
+  t.equal(await s.status, 200)
+  await until(() => s.events.length >= 1, 5000, 'the priming event')
+  t.match(s.events[0], { id: new RegExp(`^${id}\\.0\\.0$`), data: '' }, 'primed with an event id of the owner\'s numbering')
+  const again = await request(b.base, 'GET', undefined, { ...session(id), accept: 'text/event-stream' })
+  t.equal(again.status, 409, 'a second stream, through either instance, is a conflict')
+  t.equal((await request(a.base, 'GET', undefined, { ...session(id), accept: 'text/event-stream' })).status, 409)
+  const server = rec.servers[0] as McpServer
+  for (let i = 0; i < 5; i++) server.sendToolListChanged()
+  await until(() => s.events.length >= 6, 5000, 'five notifications')
+  t.same(s.events.slice(1).map(e => JSON.parse(e.data)), Array.from({ length: 5 }, () => toolsChanged))
+  t.same(s.events.slice(1).map(e => e.id), [1, 2, 3, 4, 5].map(n => `${id}.0.${n}`), 'numbered in order')
+
+  const del = await request(b.base, 'DELETE', undefined, session(id))
+  t.equal(del.status, 204, 'DELETE through the other instance')
+  await s.ended
+  t.equal(a.app.mcpSessions.size, 0, 'the session ended on its owner')
+  t.equal((await request(b.base, 'POST', { jsonrpc: '2.0', id: 1, method: 'ping' }, session(id))).status, 404)
+  t.equal((await request(a.base, 'POST', { jsonrpc: '2.0', id: 1, method: 'ping' }, session(id))).status, 404)
+})
+
+for (const eventStore of ['memory', 'redis'] as const) {
+t.test(`a client that leaves a relayed POST stream cancels nothing: the owner finishes, and the rest is resumed through either instance (${eventStore} event store)`, async t => {
+  const [a, b, keyPrefix] = await pair(t, eventStore === 'redis' ? { eventStore: 'redis' } : {})
+  const id = await open(t, a.base)
+  const call = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'countdown', arguments: { from: 4, intervalMs: 150 }, _meta: { progressToken: 'p' } } }
+  // Read the POST stream through B until the first progress, then leave.
+  const first = await new Promise<Event[]>((resolve, reject) => {
+    const req = http.request(`${b.base}/mcp`, { method: 'POST', headers: { accept: ACCEPT, 'content-type': 'application/json', ...session(id) } }, res => {
+      let buf = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => {
+        buf += c
+        const events = parseEvents(buf.slice(0, buf.lastIndexOf('\n\n') + 2))
+        if (events.some(e => e.data.includes('progress'))) {
+          req.destroy()
+          resolve(events)
+        }
+      })
+    })
+    req.on('error', reject)
+    req.end(JSON.stringify(call))
+  })
+  const last = first.filter(e => e.id !== undefined).pop()?.id as string
+  t.match(last, new RegExp(`^${id}\\.`), 'events carry the owner\'s ids')
+  // Resume through the owner itself once the tool is done: everything after, once.
+  await new Promise(resolve => setTimeout(resolve, 700))
+  const rest = await request(a.base, 'GET', undefined, { ...session(id), accept: 'text/event-stream', 'last-event-id': last })
+  t.equal(rest.status, 200)
+  const messages = rest.events.filter(e => e.data !== '').map(e => JSON.parse(e.data) as { id?: number, params?: { progress: number }, result?: unknown })
+  t.same(messages.filter(m => m.params !== undefined).map(m => m.params?.progress), [1, 2, 3], 'the progress the client missed, once each')
+  t.match(messages.at(-1), { id: 7, result: { content: [{ text: 'Counted down from 4' }] } }, 'then the result: not cancelled')
+  const again = await request(b.base, 'GET', undefined, { ...session(id), accept: 'text/event-stream', 'last-event-id': last })
+  t.same(again.events.map(e => e.id), rest.events.map(e => e.id), 'the same replay through the other instance')
+  if (eventStore === 'redis') {
+    const redis = new Redis(REDIS_URL)
+    t.teardown(() => redis.quit())
+    t.ok(await redis.xlen(`${keyPrefix}events:${id}`) > 0, 'the events are in Redis')
+    t.equal((await request(b.base, 'DELETE', undefined, session(id))).status, 204)
+    await until(() => a.app.mcpSessions.size === 0, 2000, 'the session to end')
+    await new Promise(resolve => setTimeout(resolve, 50))
+    t.equal(await redis.exists(`${keyPrefix}events:${id}`), 0, 'and leave with the session')
+  }
+})
+}
+
+t.test('notifications/cancelled sent to another instance than the request reaches the owner', async t => {
+  const aborted: boolean[] = []
+  const server = (): McpServer => {
+    const s = new McpServer({ name: 'slow', version: '1' })
+    s.registerTool('wait', { description: 'waits to be cancelled' }, async extra => await new Promise(resolve => {
+      extra.signal.addEventListener('abort', () => { aborted.push(true); resolve({ content: [] }) })
+    }))
+    return s
+  }
+  const [a, b] = await pair(t, { server })
+  const id = await open(t, a.base)
+  const pending = request(a.base, 'POST', { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'wait', arguments: {} } }, session(id))
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const cancel = await request(b.base, 'POST', { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 3, reason: 'test' } }, session(id))
+  t.equal(cancel.status, 202)
+  await until(() => aborted.length === 1, 5000, 'the tool to see the cancellation')
+  t.pass('the owner aborted the request')
+  void pending
+})
+
+t.test('another principal cannot use a session through another instance; its owner can', async t => {
+  const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'key-a', principal: 'alice' }, { key: 'key-b', principal: 'bob' }] }) }
+  const [a, b] = await pair(t, { auth })
+  const alice = { authorization: 'Bearer key-a' }
+  const id = await open(t, a.base, alice)
+  const ping = { jsonrpc: '2.0', id: 2, method: 'ping' }
+  const bob = await request(b.base, 'POST', ping, session(id, { authorization: 'Bearer key-b' }))
+  t.equal(bob.status, 404, 'bob through B: like an unknown session')
+  t.match(bob.json, { error: { data: { type: 'session_not_found' } } })
+  t.equal((await request(b.base, 'GET', undefined, session(id, { authorization: 'Bearer key-b', accept: 'text/event-stream' }))).status, 404)
+  t.equal((await request(b.base, 'DELETE', undefined, session(id, { authorization: 'Bearer key-b' }))).status, 404)
+  t.equal((await request(b.base, 'POST', ping, session(id))).status, 401, 'no credentials: 401 before any lookup')
+  const ok = await request(b.base, 'POST', ping, session(id, alice))
+  t.equal(ok.status, 200, 'alice through B')
+  t.match(ok.json, { id: 2, result: {} })
+  t.equal(a.app.mcpSessions.size, 1)
+})
+
+t.test('SIGKILL of the instance holding a GET stream: the client resumes on another with nothing lost or twice', async t => {
+  const rec = recordingFactory()
+  const keyPrefix = testPrefix()
+  const a = await startInstance(t, { server: rec.server, redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
+  const c = await child(t, keyPrefix)
+  const id = await open(t, a.base)
+  const s = stream(c.base, session(id))
+  t.equal(await s.status, 200, 'the stream is on the child instance')
+  const server = rec.servers[0] as McpServer
+  for (let i = 0; i < 3; i++) server.sendToolListChanged()
+  await until(() => s.events.length >= 4, 5000, 'three notifications through the child')
+  const seen = s.events.map(e => e.id)
+  await c.kill()
+  await s.ended
+  // Messages sent while the client has no stream are kept for it.
+  for (let i = 0; i < 4; i++) server.sendToolListChanged()
+  const resumed = stream(b.base, session(id, { 'last-event-id': seen.at(-1) as string }))
+  t.equal(await resumed.status, 200, 'resumed through another instance (no 409: the dead stream was noticed)')
+  await until(() => resumed.events.length >= 4, 5000, 'the missed messages')
+  server.sendToolListChanged()
+  await until(() => resumed.events.length >= 5, 5000, 'a live one after the replay')
+  const all = [...seen, ...resumed.events.map(e => e.id)]
+  t.same(all, Array.from({ length: 9 }, (_, n) => `${id}.0.${n}`), 'every event once, in order')
+  resumed.close()
+})
+
+t.test('SIGKILL of the owner: its relayed streams end, its sessions answer 404 at once through every instance', async t => {
+  const keyPrefix = testPrefix()
+  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
+  const owner = await child(t, keyPrefix)
+  const id = await open(t, owner.base)
+  const s = stream(b.base, session(id))
+  t.equal(await s.status, 200)
+  const call = { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'countdown', arguments: { from: 50, intervalMs: 200 }, _meta: { progressToken: 1 } } }
+  const pending = request(b.base, 'POST', call, session(id))
+  await until(() => s.events.length >= 1, 5000, 'the priming event')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await owner.kill()
+  const started = Date.now()
+  await s.ended
+  const answer = await pending
+  t.ok(Date.now() - started < 4000, 'both ended within the owner check')
+  t.equal(answer.status, 200, 'the POST stream had begun: it ends')
+  t.notOk(answer.events.some(e => e.data.includes('"result"')), 'without a result')
+  const after = await request(b.base, 'POST', { jsonrpc: '2.0', id: 6, method: 'ping' }, session(id))
+  t.equal(after.status, 404, 'then 404')
+})
+
+t.test('Redis lost: local sessions keep working, relayed requests answer 503 with Retry-After, and it recovers', async t => {
+  const redis = await PrivateRedis.start(t)
+  const [a, b] = await pair(t, { }, redis.url)
+  const id = await open(t, a.base)
+  const ping = (n: number): object => ({ jsonrpc: '2.0', id: n, method: 'ping' })
+  t.equal((await request(b.base, 'POST', ping(1), session(id))).status, 200, 'relayed while Redis is up')
+  const s = stream(b.base, session(id))
+  t.equal(await s.status, 200)
+  await redis.down()
+  await s.ended
+  t.pass('a relayed stream ends when the link goes (the client resumes later)')
+  const local = await request(a.base, 'POST', ping(2), session(id))
+  t.equal(local.status, 200, 'the owner serves its session')
+  await until(() => !(b.app.mcpSessions as unknown as { connected: boolean }).connected, 3000, 'B to notice')
+  const remote = await request(b.base, 'POST', ping(3), session(id))
+  t.equal(remote.status, 503)
+  t.equal(remote.headers['retry-after'], '1')
+  t.match(remote.json, { id: 3, error: { data: { type: 'service_unavailable' } } })
+  await redis.up()
+  await until(() => (b.app.mcpSessions as unknown as { connected: boolean }).connected && (a.app.mcpSessions as unknown as { connected: boolean }).connected, 10_000, 'reconnection')
+  // Sessions are re-registered by the owner's refresh.
+  let back = 0
+  for (let i = 0; i < 100 && back !== 200; i++) {
+    back = (await request(b.base, 'POST', ping(4), session(id))).status
+    if (back !== 200) await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  t.equal(back, 200, 'relayed again once Redis is back')
+})
+
+t.test("eventStore 'redis' needs the redis option, and a Redis that cannot be reached fails register without leaving a connection behind", async t => {
+  const Fastify = (await import('fastify')).default
+  const app = Fastify()
+  await t.rejects(async () => { await app.register(mcpSse, { server: () => buildExampleServer(), eventStore: 'redis' }) }, { code: 'FST_ERR_MCP_SSE_INVALID_OPTION', message: /set redis too/ })
+  await app.close()
+  const down = Fastify()
+  await t.rejects(async () => { await down.register(mcpSse, { server: () => buildExampleServer(), eventStore: 'redis', redis: { url: 'redis://127.0.0.1:1', connectTimeout: 200 } }) }, { code: 'FST_ERR_MCP_SSE_REDIS_UNAVAILABLE' })
+  await down.close()
 })

@@ -65,7 +65,7 @@ export function streamableServer (settings: StreamableSettings, store: Deliverer
           if (resumed === 'resumed') return 'answered'
           if (resumed === 'conflict') throw new FST_ERR_MCP_SSE_CONFLICT('the stream to resume is still open.')
         }
-        if (transport.hasStream) throw new FST_ERR_MCP_SSE_CONFLICT('this session already has a GET stream open.')
+        if (await transport.streamAlive()) throw new FST_ERR_MCP_SSE_CONFLICT('this session already has a GET stream open.')
         const { res, headers } = open()
         transport.openStream(res, headers)
         return 'answered'

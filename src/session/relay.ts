@@ -84,6 +84,18 @@ export class RelaySink extends EventEmitter implements ResponseSink {
     return this
   }
 
+  /** Sends an SSE comment (clients ignore it): resolves false, after 'close', when nobody received it. */
+  probe (): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false)
+    return this.#publish({ d: ':\n\n' }).then(received => {
+      if (!received) this.gone()
+      return received
+    }, () => {
+      this.gone()
+      return false
+    })
+  }
+
   /** Answers an error instead (before anything was written), as the route would. */
   fail (err: unknown): void {
     if (this.#closed) return

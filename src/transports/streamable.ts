@@ -121,6 +121,16 @@ export class EventStream {
     return new Promise((resolve, reject) => { this.#waiters.push({ resolve, reject }) })
   }
 
+  /**
+   * Whether the client is still there to read. A stream relayed to another instance asks
+   * it (and ends when it is gone: an instance that died cannot say its client left).
+   */
+  async alive (): Promise<boolean> {
+    if (this.#ended) return false
+    if (this.#res.probe !== undefined && !await this.#res.probe()) this.#end('client_disconnected')
+    return !this.#ended
+  }
+
   /** Ends the response (politely: what was written still reaches the client). */
   end (): void {
     this.#end('ended')
@@ -387,6 +397,11 @@ export class StreamableSessionTransport implements SessionTransport {
     return this.#standalone !== undefined
   }
 
+  /** Whether a standalone GET stream is open and its client still there (see {@link EventStream.alive}). */
+  async streamAlive (): Promise<boolean> {
+    return this.#standalone !== undefined && await this.#standalone.alive()
+  }
+
   async start (): Promise<void> {}
 
   send (message: JsonRpcMessage, options?: McpSendOptions): Promise<void> {
@@ -440,7 +455,7 @@ export class StreamableSessionTransport implements SessionTransport {
     const parsed = parseEventId(lastEventId)
     if (store === undefined || parsed === undefined || parsed.sessionId !== this.sessionId) return 'fresh'
     const standalone = parsed.streamId === this.#standaloneJournal?.streamId
-    if (standalone && this.#standalone !== undefined) return 'conflict'
+    if (standalone && await this.streamAlive()) return 'conflict'
     const replay = await store.after(lastEventId)
     if (replay === undefined || this.#closed) return 'fresh'
     let detached: Detached | undefined

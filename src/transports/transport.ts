@@ -61,6 +61,11 @@ export interface ResponseSink {
    * bytes are buffered: on the instance a relayed stream is written to.
    */
   readonly cutOff?: boolean
+  /**
+   * Where the client is on another instance: asks whether that instance still has it
+   * (false, and 'close', when it does not). Local responses know without asking.
+   */
+  probe?: () => Promise<boolean>
   writeHead: (status: number, headers: OutgoingHttpHeaders) => unknown
   flushHeaders: () => void
   write: (chunk: string) => boolean
