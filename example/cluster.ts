@@ -1,6 +1,7 @@
 // Two instances sharing sessions through Redis, behind a plain round-robin load balancer
 // (no sticky sessions): `npm run example:cluster`, then point an MCP client at
-// http://127.0.0.1:8080/sse. Needs a Redis at REDIS_URL (default redis://127.0.0.1:6379).
+// http://127.0.0.1:8080/mcp (Streamable HTTP; HTTP+SSE clients too) or /sse (HTTP+SSE).
+// Needs a Redis at REDIS_URL (default redis://127.0.0.1:6379).
 import http from 'node:http'
 import Fastify, { type FastifyInstance } from 'fastify'
 import mcpSse from '../src/index.js'
@@ -11,7 +12,7 @@ const port = Number(process.env.PORT ?? 8080)
 
 async function instance (name: string, instancePort: number): Promise<FastifyInstance> {
   const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info', base: { instance: name } } })
-  await app.register(mcpSse, { server: () => buildExampleServer(), redis: { url: redisUrl } })
+  await app.register(mcpSse, { server: () => buildExampleServer(), redis: { url: redisUrl }, eventStore: 'redis' })
   await app.listen({ port: instancePort, host: '127.0.0.1' })
   return app
 }
@@ -32,7 +33,7 @@ const balancer = http.createServer((req, res) => {
   req.pipe(upstream)
 })
 balancer.listen(port, '127.0.0.1', () => {
-  console.log(`load balancer on http://127.0.0.1:${port}/sse -> instances on ${upstreams.join(', ')}`)
+  console.log(`load balancer on http://127.0.0.1:${port}/mcp and /sse -> instances on ${upstreams.join(', ')}`)
 })
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
