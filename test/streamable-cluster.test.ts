@@ -379,3 +379,27 @@ t.test("eventStore 'redis' needs the redis option, and a Redis that cannot be re
   await t.rejects(async () => { await down.register(mcpSse, { server: () => buildExampleServer(), eventStore: 'redis', redis: { url: 'redis://127.0.0.1:1', connectTimeout: 200 } }) }, { code: 'FST_ERR_MCP_SSE_REDIS_UNAVAILABLE' })
   await down.close()
 })
+
+t.test('errors of the owner come back as they are: a batch the session\'s revision refuses, an HTTP+SSE session\'s id, a session that ended', async t => {
+  const [a, b] = await pair(t)
+  const id = await open(t, a.base)
+  const batch = await request(b.base, 'POST', [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'ping' }], session(id))
+  t.equal(batch.status, 400)
+  t.match(batch.json, { error: { code: -32600, message: /batches are not part of protocol revision 2025-11-25/, data: { type: 'invalid_request', sessionId: id } } })
+  // An HTTP+SSE session held by A means nothing on /mcp, through B either.
+  const sse = await new Promise<string>((resolve, reject) => {
+    http.get(`${a.base}/sse`, res => {
+      res.setEncoding('utf8')
+      res.once('data', (c: string) => { resolve(/sessionId=([\w-]+)/.exec(c)?.[1] ?? ''); res.destroy() })
+    }).on('error', reject)
+  })
+  // (Its stream was closed at once: look it up while the id may still be registered.)
+  const viaB = await request(b.base, 'POST', { jsonrpc: '2.0', id: 3, method: 'ping' }, session(sse))
+  t.equal(viaB.status, 404)
+  // A session that ends between B's lookup (cached) and the relay's arrival.
+  t.equal((await request(b.base, 'POST', { jsonrpc: '2.0', id: 4, method: 'ping' }, session(id))).status, 200, 'B has the route cached')
+  await a.app.mcpSessions.close(id)
+  const late = await request(b.base, 'POST', { jsonrpc: '2.0', id: 5, method: 'ping' }, session(id))
+  t.equal(late.status, 404)
+  t.match(late.json, { id: 5, error: { data: { type: 'session_not_found' } } })
+})
