@@ -7,16 +7,18 @@ import type { RouteContext } from './routes/context.js'
 import { messagesRoute } from './routes/messages.js'
 import { resourceMetadataRoutes } from './routes/metadata.js'
 import { mcpRoute } from './routes/mcp.js'
+import { loadModernSdk, ModernEndpoint } from './routes/modern.js'
 import { sseRoute, sseStreamHandler } from './routes/sse.js'
 import { setupScope } from './scope.js'
 import { LocalCluster } from './session/cluster.js'
 import { RedisCluster } from './session/redis.js'
 import { SessionStore } from './session/store.js'
+import type { McpEvents } from './session/types.js'
 import { RedisEventStore } from './transports/redis-event-store.js'
 
 export type { McpSseOptions, McpSseCorsOptions, McpSessionContext, McpRedisOptions } from './options.js'
 export type { McpServerLike, McpTransport, McpAuthInfo, McpMessageExtra, JsonRpcMessage } from './mcp.js'
-export type { McpSession, McpSessionStore, McpSessionInfo } from './session/types.js'
+export type { McpSession, McpSessionStore, McpSessionInfo, McpEvents } from './session/types.js'
 export type { McpErrorType, JsonRpcErrorBody } from './errors.js'
 export type { CloseReason, SessionTransport, TransportKind } from './transports/transport.js'
 export { SseSessionTransport, SseServerTransport } from './transports/sse.js'
@@ -30,10 +32,11 @@ export * from './auth/index.js'
 interface ScopeContext {
   options: ResolvedOptions
   store: SessionStore
+  modern: ModernEndpoint
 }
 
 /** The encapsulated part: routes, CORS, hooks and error handler never reach the host app. */
-const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store }) {
+const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store, modern }) {
   setupScope(scope, {
     maxMessageSize: options.maxMessageSize,
     isOpen: id => store.get(id)?.isOpen === true
@@ -51,6 +54,7 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
   const routes: RouteContext = {
     options,
     store,
+    modern,
     messagePath: scope.prefix.replace(/\/+$/, '') + options.messageEndpoint,
     hooks: {
       sse: hooks(false, auth?.sse ?? false),
@@ -101,7 +105,7 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     server: options.server,
     maxSessions: options.maxSessions,
     maxBufferedBytes: options.maxBufferedBytes,
-    cluster: options.redis === undefined ? new LocalCluster() : new RedisCluster(options.redis, fastify.log)
+    cluster: options.redis === undefined ? new LocalCluster(fastify.log) : new RedisCluster(options.redis, fastify.log)
   }, fastify.log)
   // An event store the plugin opened ('redis') closes with it; one passed in is the host's.
   const closeEventStore = async (): Promise<void> => {
@@ -115,17 +119,35 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     throw err
   }
   fastify.decorate('mcpSessions', store)
+  const modern = new ModernEndpoint(options.modern === false ? undefined : await loadModernSdk(), {
+    server: options.server,
+    mode: options.responseMode,
+    keepAliveInterval: options.keepAliveInterval,
+    maxBufferedBytes: options.maxBufferedBytes,
+    reuseServers: options.modern === false ? 0 : options.modern.reuseServers,
+    changes: { publish: event => { store.publishChange(event) }, subscribe: listener => store.onChange(listener) },
+    log: fastify.log
+  })
+  const events: McpEvents = {
+    toolsChanged: () => { store.publishChange({ kind: 'tools_list_changed' }) },
+    promptsChanged: () => { store.publishChange({ kind: 'prompts_list_changed' }) },
+    resourcesChanged: () => { store.publishChange({ kind: 'resources_list_changed' }) },
+    resourceUpdated: uri => { store.publishChange({ kind: 'resource_updated', uri }) },
+    get inFlight () { return modern.inFlight },
+    get listening () { return modern.listening }
+  }
+  fastify.decorate('mcpEvents', events)
   // Open streams never end by themselves: end them before the server waits for its
   // connections (in onClose, app.close() would hang on them).
   fastify.addHook('preClose', async function mcpSseClose () {
-    await store.closeAll()
+    await Promise.all([store.closeAll(), modern.close()])
   })
   fastify.addHook('onClose', async function mcpSseLeaveCluster () {
     await store.shutdown()
     await closeEventStore()
   })
   // fastify-plugin ignores `prefix` for the plugin itself; apply it to our routes.
-  await fastify.register(mcpRoutes, { options, store, prefix: opts.prefix })
+  await fastify.register(mcpRoutes, { options, store, modern, prefix: opts.prefix })
   const metadata = options.auth?.provider.protectedResourceMetadata?.()
   if (metadata !== undefined) await fastify.register(resourceMetadataRoutes, { metadata })
 }

@@ -77,12 +77,14 @@ export class MessageExtra implements McpMessageExtra {
   }
 
   get request (): Request {
-    this.#request ??= new Request(`http://${this.requestInfo.headers.host ?? 'localhost'}${this.#url}`, {
-      method: 'POST',
-      headers: toFetchHeaders(this.requestInfo.headers)
-    })
+    this.#request ??= fetchRequest(this.requestInfo.headers, this.#url, 'POST')
     return this.#request
   }
+}
+
+/** A fetch `Request` with this request's method, URL and headers (no body: it was parsed already). */
+export function fetchRequest (headers: IncomingHttpHeaders, url: string, method: string, signal?: AbortSignal): Request {
+  return new Request(`http://${headers.host ?? 'localhost'}${url}`, { method, headers: toFetchHeaders(headers), ...(signal === undefined ? {} : { signal }) })
 }
 
 function toFetchHeaders (headers: IncomingHttpHeaders): Headers {

@@ -9,8 +9,16 @@ import { RedisEventStore } from './transports/redis-event-store.js'
 
 /** Passed to the `server` factory once per session. */
 export interface McpSessionContext {
-  /** The new session's id (also `transport.sessionId`). */
+  /**
+   * The new session's id (also `transport.sessionId`); a fresh id for a stateless or
+   * 2026-07-28 request, which has no session.
+   */
   sessionId: string
+  /**
+   * `legacy`: a session or stateless request of the 2025 revisions or HTTP+SSE (servers
+   * of either SDK line). `modern`: one 2026-07-28 request (an SDK v2 server is needed).
+   */
+  era: 'legacy' | 'modern'
   /** The request that opened the SSE stream. */
   request: FastifyRequest
   /** Who opened it, when `auth.endpoints.sse` is on; undefined otherwise. */
@@ -82,6 +90,15 @@ export interface McpSseOptions {
    * and answered on its own; GET and DELETE answer 405. @default false
    */
   stateless?: boolean
+  /**
+   * The 2026-07-28 revision at `mcpEndpoint`: requests that carry their protocol version
+   * in `_meta` are served one by one by SDK v2 servers from `server` (with `era:
+   * 'modern'`). `reuseServers`: how many idle servers to keep per principal and client
+   * for later requests of the same caller, instead of building one per request (0: build
+   * one per request, as SDK v2's own entry does). `false`: modern requests are answered
+   * so that clients fall back to `initialize`. @default { reuseServers: 0 }
+   */
+  modern?: false | { reuseServers?: number }
   /**
    * Ends a Streamable HTTP session that no request or stream has touched for this long, in
    * ms (clients that re-initialize without DELETE must not fill `maxSessions`); 0: never.
@@ -192,6 +209,7 @@ export interface ResolvedOptions {
   mcpEndpoint: string | false
   responseMode: 'auto' | 'json' | 'sse'
   stateless: boolean
+  modern: { reuseServers: number } | false
   sessionIdleTimeout: number
   eventStore: McpEventStore | undefined
   retryInterval: number
@@ -214,6 +232,7 @@ export const defaults = {
   mcpEndpoint: '/mcp',
   responseMode: 'auto',
   stateless: false,
+  modern: { reuseServers: 0 },
   sessionIdleTimeout: 600_000,
   retryInterval: 1000,
   maxMessageSize: '4mb',
@@ -336,6 +355,13 @@ function resolveEventStore (value: unknown, redis: ResolvedRedis | undefined): M
   return value as McpEventStore
 }
 
+function resolveModern (value: McpSseOptions['modern']): ResolvedOptions['modern'] {
+  if (value === false) return false
+  if (value === undefined) return { ...defaults.modern }
+  if (typeof value !== 'object' || value === null) fail('modern', 'Use false or { reuseServers }.')
+  return { reuseServers: count('modern.reuseServers', value.reuseServers ?? defaults.modern.reuseServers, 0) }
+}
+
 /** Checks every option once, at register time, and fills in the defaults. */
 export function resolveOptions (opts: Partial<McpSseOptions> | undefined): ResolvedOptions {
   const o: Partial<McpSseOptions> = opts ?? {}
@@ -387,6 +413,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     mcpEndpoint,
     responseMode,
     stateless,
+    modern: resolveModern(o.modern),
     sessionIdleTimeout: count('sessionIdleTimeout', o.sessionIdleTimeout ?? defaults.sessionIdleTimeout, 0),
     retryInterval: count('retryInterval', o.retryInterval ?? defaults.retryInterval, 0),
     maxMessageSize: size('maxMessageSize', o.maxMessageSize ?? defaults.maxMessageSize),

@@ -2,13 +2,15 @@ import type { FastifyInstance } from 'fastify'
 import type { AuthResult } from './auth/types.js'
 import { mcpErrorHandler } from './errors.js'
 import { validatorCompiler } from './schemas.js'
-import type { McpSessionStore } from './session/types.js'
+import type { McpEvents, McpSessionStore } from './session/types.js'
 
 // Everything the plugin adds to Fastify's types, in one place.
 declare module 'fastify' {
   interface FastifyInstance {
     /** The MCP sessions this instance holds (fastify-mcp-sse). */
     mcpSessions: McpSessionStore
+    /** Change events for 2026-07-28 listen streams, and modern requests in flight (fastify-mcp-sse). */
+    mcpEvents: McpEvents
   }
   interface FastifyRequest {
     /** Who the request was authenticated as (fastify-mcp-sse routes with auth only; null otherwise). */

@@ -1,11 +1,14 @@
 import type { onRequestHookHandler } from 'fastify'
 import type { ResolvedOptions } from '../options.js'
 import type { SessionStore } from '../session/store.js'
+import type { ModernEndpoint } from './modern.js'
 
 /** What the route modules need from the plugin. */
 export interface RouteContext {
   options: ResolvedOptions
   store: SessionStore
+  /** The 2026-07-28 revision's requests at {mcpEndpoint}. */
+  modern: ModernEndpoint
   /** Full path of the message endpoint, every prefix included. */
   messagePath: string
   /** `onRequest` hooks of each route, in order (guard, then auth where it applies). */

@@ -15,6 +15,7 @@ import type { Session } from '../session/session.js'
 import { PostReply, StreamableSessionTransport, type StreamSettings } from '../transports/streamable.js'
 import type { RouteContext } from './context.js'
 import { streamableServer } from './mcp-session.js'
+import { isModernVersion, isModernRequest } from './modern.js'
 import { streamHeaders } from './sse.js'
 
 /** The 2025 revisions this endpoint speaks (2024-11-05 clients use the HTTP+SSE fallback). */
@@ -136,6 +137,8 @@ export function mcpRoute (
     if (!accepts(accept, 'application/json') || !accepts(accept, 'text/event-stream')) {
       throw new FST_ERR_MCP_SSE_NOT_ACCEPTABLE('the client must accept both application/json and text/event-stream.')
     }
+    // 2026-07-28: a request that carries its version is served on its own, session or not.
+    if (isModernRequest(request.headers, request.body)) return await ctx.modern.serve(request, reply)
     checkVersion(request)
     const body = request.body as JsonRpcMessage | JsonRpcMessage[]
     const batch = Array.isArray(body)
@@ -180,7 +183,7 @@ export function mcpRoute (
     const sessionId = store.newId()
     let server: McpServerLike
     try {
-      server = await options.server({ sessionId, request, auth: request.mcpAuth ?? undefined })
+      server = await options.server({ sessionId, era: 'legacy', request, auth: request.mcpAuth ?? undefined })
     } catch (err) {
       request.log.error({ err }, 'fastify-mcp-sse: the server factory threw')
       throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
@@ -209,7 +212,13 @@ export function mcpRoute (
     throw new FST_ERR_MCP_SSE_METHOD_NOT_ALLOWED(what)
   }
 
+  /** 2026-07-28 has no sessions, hence no GET streams and nothing to DELETE (its transport page: 405). */
+  function refuseModern (request: FastifyRequest, reply: FastifyReply): void {
+    if (isModernVersion(request.headers['mcp-protocol-version'])) notAllowed(reply, 'MCP 2026-07-28 has no sessions: POST each request (subscriptions/listen for change notifications).')
+  }
+
   async function get (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    refuseModern(request, reply)
     const sessionId = sessionIdOf(request)
     const wantsStream = accepts(request.headers.accept, 'text/event-stream')
     if (sessionId === undefined) {
@@ -232,6 +241,7 @@ export function mcpRoute (
   }
 
   async function remove (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    refuseModern(request, reply)
     if (options.stateless) notAllowed(reply, 'this endpoint is stateless: there are no sessions to end.')
     const sessionId = sessionIdOf(request)
     if (sessionId === undefined) throw new FST_ERR_MCP_SSE_BAD_REQUEST('the Mcp-Session-Id header is required.')

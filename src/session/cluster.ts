@@ -47,6 +47,42 @@ export type StreamableOutcome = 'answered' | 'accepted' | 'deleted'
 /** Serves one Streamable HTTP request against a session held here. Throws the plugin's errors. */
 export type ServeStreamable = (session: Session, op: StreamableOp, authInfo: McpAuthInfo | undefined, target: ResponseTarget, log: FastifyBaseLogger) => Promise<StreamableOutcome>
 
+/**
+ * A change that `subscriptions/listen` streams (2026-07-28) report: a list of the
+ * server's changed, or a resource was updated. Published once, delivered on every
+ * instance.
+ */
+export type ChangeEvent =
+  | { kind: 'tools_list_changed' | 'prompts_list_changed' | 'resources_list_changed' }
+  | { kind: 'resource_updated', uri: string }
+
+/** The listeners of change events on one instance. */
+export class ChangeListeners {
+  readonly #listeners = new Set<(event: ChangeEvent) => void>()
+  readonly #onError: (err: unknown) => void
+
+  constructor (onError: (err: unknown) => void) {
+    this.#onError = onError
+  }
+
+  add (listener: (event: ChangeEvent) => void): () => void {
+    const entry = (event: ChangeEvent): void => { listener(event) }
+    this.#listeners.add(entry)
+    return () => { this.#listeners.delete(entry) }
+  }
+
+  /** Calls every listener; one that throws is reported and the rest still run. */
+  emit (event: ChangeEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event)
+      } catch (err) {
+        this.#onError(err)
+      }
+    }
+  }
+}
+
 /** What the cluster part calls back into: the store that holds this instance's sessions. */
 export interface ClusterHost {
   sessions (): Iterable<Session>
@@ -83,6 +119,10 @@ export interface SessionCluster {
    * comes back to be piped to the client. 'not_found' when no instance holds it.
    */
   relay (id: string, op: StreamableOp, auth: AuthResult | undefined): Promise<RelayedAnswer | DeliveryResult>
+  /** Publishes a change event to the listen streams of every instance, this one's included. */
+  publishChange (event: ChangeEvent): void
+  /** Listens to change events published on any instance; returns the unsubscribe. */
+  onChange (listener: (event: ChangeEvent) => void): () => void
   /** Finds a session held elsewhere. */
   lookup (id: string): Promise<McpSessionInfo | undefined>
   /** Forgets this instance's sessions and disconnects (after they have ended). */
@@ -96,6 +136,20 @@ const NONE = Promise.resolve(undefined)
 export class LocalCluster implements SessionCluster {
   readonly instanceId = 'local'
   readonly connected = true
+  readonly #changes: ChangeListeners
+
+  constructor (log: FastifyBaseLogger) {
+    this.#changes = new ChangeListeners(err => { log.error({ err }, 'fastify-mcp-sse: a change listener threw') })
+  }
+
+  publishChange (event: ChangeEvent): void {
+    this.#changes.emit(event)
+  }
+
+  onChange (listener: (event: ChangeEvent) => void): () => void {
+    return this.#changes.add(listener)
+  }
+
   async start (): Promise<void> {}
   added (): void {}
   removed (): void {}

@@ -7,7 +7,7 @@ import { FST_ERR_MCP_SSE_REDIS_UNAVAILABLE } from '../errors.js'
 import type { JsonRpcMessage, McpAuthInfo } from '../mcp.js'
 import type { ResolvedRedis } from '../options.js'
 import type { AuthResult } from '../auth/types.js'
-import type { ClusterHost, Delivery, DeliveryResult, SessionCluster, StreamableOp } from './cluster.js'
+import { ChangeListeners, type ChangeEvent, type ClusterHost, type Delivery, type DeliveryResult, type SessionCluster, type StreamableOp } from './cluster.js'
 import { RelayedAnswer, RelaySink, type AnswerFrame } from './relay.js'
 import type { Session } from './session.js'
 import type { McpSessionInfo } from './types.js'
@@ -103,6 +103,9 @@ export class RedisCluster implements SessionCluster {
   #ownerCheck: NodeJS.Timeout | undefined
   /** Answers this instance is writing for other instances' clients, by `<instance>:<key>`. */
   readonly #sinks = new Map<string, RelaySink>()
+  /** Change events for listen streams: published here, delivered on every instance. */
+  readonly #changesChannel: string
+  readonly #changes: ChangeListeners
 
   constructor (options: ResolvedRedis, log: FastifyBaseLogger) {
     this.#prefix = options.keyPrefix
@@ -110,7 +113,9 @@ export class RedisCluster implements SessionCluster {
     this.#connectTimeout = options.connectTimeout
     this.#channel = `${this.#prefix}instance:${this.instanceId}`
     this.#closedChannel = `${this.#prefix}closed`
+    this.#changesChannel = `${this.#prefix}changes`
     this.#log = log
+    this.#changes = new ChangeListeners(err => { log.error({ err }, 'fastify-mcp-sse: a change listener threw') })
     // Fail fast while Redis is away (503 to the client) instead of queueing POSTs forever.
     const ours: RedisOptions = {
       lazyConnect: true,
@@ -173,7 +178,7 @@ export class RedisCluster implements SessionCluster {
         Promise.all([connect(this.#cmd), connect(this.#sub)]),
         new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${this.#connectTimeout} ms`)), this.#connectTimeout) })
       ])
-      await this.#sub.subscribe(this.#channel, this.#closedChannel)
+      await this.#sub.subscribe(this.#channel, this.#closedChannel, this.#changesChannel)
     } catch (err) {
       await this.#disconnect()
       throw new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE((err as Error).message)
@@ -398,9 +403,33 @@ export class RedisCluster implements SessionCluster {
     for (const sink of [...this.#sinks.values()]) sink.gone()
   }
 
+  /**
+   * Publishes a change to every instance; this one delivers it when it comes back from
+   * Redis, like everyone else. While Redis is away only this instance's listeners get it.
+   */
+  publishChange (event: ChangeEvent): void {
+    if (this.#cmd.status !== 'ready') {
+      this.#log.warn({ event }, 'fastify-mcp-sse: Redis is unavailable; a change event reached this instance\'s listen streams only')
+      this.#changes.emit(event)
+      return
+    }
+    this.#cmd.publish(this.#changesChannel, JSON.stringify(event)).catch((err: unknown) => {
+      this.#log.warn({ err, event }, 'fastify-mcp-sse: publishing a change event failed; it reached this instance\'s listen streams only')
+      this.#changes.emit(event)
+    })
+  }
+
+  onChange (listener: (event: ChangeEvent) => void): () => void {
+    return this.#changes.add(listener)
+  }
+
   #onMessage = (channel: Buffer, payload: Buffer): void => {
     if (channel.length === this.#closedChannel.length && channel.toString() === this.#closedChannel) {
       this.#routes.delete(payload.toString())
+      return
+    }
+    if (channel.length === this.#changesChannel.length && channel.toString() === this.#changesChannel) {
+      this.#receiveChange(payload)
       return
     }
     let frame: Frame
@@ -423,6 +452,16 @@ export class RedisCluster implements SessionCluster {
         this.#sinks.get(`${frame.r}:${frame.k}`)?.gone(frame.o === 1)
         break
     }
+  }
+
+  #receiveChange (payload: Buffer): void {
+    let event: ChangeEvent
+    try {
+      event = JSON.parse(payload.toString('utf8')) as ChangeEvent
+    } catch {
+      return
+    }
+    this.#changes.emit(event)
   }
 
   /** A request another instance relayed for a session held here: its answer goes back there. */

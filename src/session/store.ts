@@ -6,7 +6,7 @@ import { MessageExtra, type JsonRpcMessage, type McpAuthInfo, type McpServerLike
 import type { McpSessionContext } from '../options.js'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { CloseReason, ReplyChannel, SessionTransport } from '../transports/transport.js'
-import type { ClusterHost, Delivery, DeliveryResult, ServeStreamable, SessionCluster, StreamableOp } from './cluster.js'
+import type { ChangeEvent, ClusterHost, Delivery, DeliveryResult, ServeStreamable, SessionCluster, StreamableOp } from './cluster.js'
 import type { RelayedAnswer, RelaySink } from './relay.js'
 import { Session } from './session.js'
 import type { McpSessionInfo, McpSessionStore } from './types.js'
@@ -99,6 +99,16 @@ export class SessionStore implements McpSessionStore, ClusterHost {
 
   // --- Lifecycle ---------------------------------------------------------------------
 
+  /** Publishes a change event to the listen streams of every instance. */
+  publishChange (event: ChangeEvent): void {
+    this.#cluster.publishChange(event)
+  }
+
+  /** Listens to change events published on any instance; returns the unsubscribe. */
+  onChange (listener: (event: ChangeEvent) => void): () => void {
+    return this.#cluster.onChange(listener)
+  }
+
   /** Joins the cluster (a no-op when alone); rejects when its link cannot be made. */
   start (): Promise<void> {
     return this.#cluster.start(this)
@@ -124,7 +134,7 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     }
     this.#pending++
     try {
-      return await this.#opts.server({ sessionId, request, auth: request.mcpAuth ?? undefined })
+      return await this.#opts.server({ sessionId, era: 'legacy', request, auth: request.mcpAuth ?? undefined })
     } catch (err) {
       request.log.error({ err, sessionId }, 'fastify-mcp-sse: the server factory threw')
       throw new FST_ERR_MCP_SSE_HANDLER_ERROR()

@@ -57,3 +57,24 @@ export interface McpSessionStore extends Iterable<McpSession> {
   /** Ends every session (the plugin calls this when the app closes). */
   closeAll (): Promise<void>
 }
+
+/**
+ * The 2026-07-28 revision's side of the plugin (`app.mcpEvents`): change events for
+ * `subscriptions/listen` streams, which reach every listener on every instance (through
+ * Redis when `redis` is set), and what is being served now. Modern requests hold no
+ * session, so `app.mcpSessions` never counts them.
+ */
+export interface McpEvents {
+  /** `notifications/tools/list_changed` to listeners that opted in. */
+  toolsChanged (): void
+  /** `notifications/prompts/list_changed` to listeners that opted in. */
+  promptsChanged (): void
+  /** `notifications/resources/list_changed` to listeners that opted in. */
+  resourcesChanged (): void
+  /** `notifications/resources/updated` for `uri`, to listeners subscribed to it. */
+  resourceUpdated (uri: string): void
+  /** Modern requests being served on this instance now, open listen streams included. */
+  readonly inFlight: number
+  /** Open `subscriptions/listen` streams on this instance. */
+  readonly listening: number
+}

@@ -1,0 +1,312 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { toAuthInfo } from '../auth/types.js'
+import { FST_ERR_MCP_SSE_BAD_REQUEST } from '../errors.js'
+import { fetchRequest, type McpAuthInfo, type McpServerLike } from '../mcp.js'
+import type { McpSessionContext } from '../options.js'
+import type { ChangeEvent } from '../session/cluster.js'
+import type { ResponseMode } from '../transports/streamable.js'
+
+/** The first revision whose requests carry their version in `_meta`, with no session. */
+export const MODERN_FROM = '2026-07-28'
+const PROTOCOL_VERSION_KEY = 'io.modelcontextprotocol/protocolVersion'
+const CLIENT_INFO_KEY = 'io.modelcontextprotocol/clientInfo'
+const VERSION = /^\d{4}-\d{2}-\d{2}$/
+
+/** Whether a version string names a modern revision (2026-07-28 or later). */
+export function isModernVersion (version: unknown): boolean {
+  return typeof version === 'string' && VERSION.test(version) && version >= MODERN_FROM
+}
+
+function metaOf (message: unknown): Record<string, unknown> | undefined {
+  const params = (message as { params?: { _meta?: unknown } } | null)?.params
+  const meta = typeof params === 'object' && params !== null ? params._meta : undefined
+  return typeof meta === 'object' && meta !== null ? meta as Record<string, unknown> : undefined
+}
+
+/**
+ * Whether a POST is a modern (2026-07-28) one, as the versioning page tells them apart:
+ * it claims a modern version in `MCP-Protocol-Version`, or carries the per-request
+ * `_meta` protocol version. Everything else (an `initialize`, a 2025 session's traffic)
+ * is legacy and served by the session routes.
+ */
+export function isModernRequest (headers: IncomingHttpHeaders, body: unknown): boolean {
+  if (isModernVersion(headers['mcp-protocol-version'])) return true
+  const messages = Array.isArray(body) ? body as unknown[] : [body]
+  return messages.some(m => metaOf(m)?.[PROTOCOL_VERSION_KEY] !== undefined)
+}
+
+// --- The parts of @modelcontextprotocol/server (SDK v2) this uses, written out ---------
+// structurally, so the plugin does not depend on it (it is an optional peer).
+
+interface HandlerFactoryContext { era: 'modern' | 'legacy', authInfo?: unknown, requestInfo?: Request }
+interface EventBus {
+  publish: (event: ChangeEvent) => void
+  subscribe: (listener: (event: ChangeEvent) => void) => () => void
+}
+interface McpHandler {
+  fetch: (request: Request, options: { authInfo?: McpAuthInfo, parsedBody?: unknown }) => Promise<Response>
+  close: () => Promise<void>
+}
+/** What of SDK v2 serves modern requests. */
+export interface ModernSdk {
+  createMcpHandler: (factory: (ctx: HandlerFactoryContext) => Promise<object>, options: {
+    legacy: 'reject'
+    bus: EventBus
+    responseMode?: ResponseMode
+    keepAliveMs?: number
+    onerror?: (error: Error) => void
+  }) => McpHandler
+  McpServer: abstract new (...args: never[]) => object
+  Server: abstract new (...args: never[]) => object
+}
+
+/** Loads SDK v2 if it is installed; undefined if not (modern requests then fall back). */
+export async function loadModernSdk (): Promise<ModernSdk | undefined> {
+  try {
+    return await import('@modelcontextprotocol/server') as unknown as ModernSdk
+  } catch {
+    return undefined
+  }
+}
+
+/** A v2 server's protocol half: what notices an exchange ending. */
+interface Closing { onclose?: (() => void) | undefined }
+
+export interface ModernOptions {
+  server: (context: McpSessionContext) => McpServerLike | Promise<McpServerLike>
+  mode: ResponseMode
+  keepAliveInterval: number
+  maxBufferedBytes: number
+  /** Keep servers between requests of one principal and client (at most this many idle per key); 0: a new server per request. */
+  reuseServers: number
+  /** Where change events come from (and go to: every instance). */
+  changes: { publish: (event: ChangeEvent) => void, subscribe: (listener: (event: ChangeEvent) => void) => () => void }
+  log: FastifyBaseLogger
+}
+
+/** Most keys (principal and client) whose idle servers are kept; the oldest key goes first. */
+const MAX_POOL_KEYS = 1000
+
+/**
+ * Servers kept between modern requests, by principal and client identity, so the
+ * factory's work is not redone for every request. A server serves one request at a time
+ * (it is out of the pool while it does) and only requests of the principal and client it
+ * was first built for: nothing of one caller's request ever meets another's.
+ */
+class ServerPool {
+  readonly #idle = new Map<string, object[]>()
+  readonly #max: number
+
+  constructor (max: number) {
+    this.#max = max
+  }
+
+  take (key: string): object | undefined {
+    const idle = this.#idle.get(key)
+    const server = idle?.pop()
+    if (idle !== undefined && idle.length === 0) this.#idle.delete(key)
+    return server
+  }
+
+  give (key: string, server: object): void {
+    let idle = this.#idle.get(key)
+    if (idle === undefined) {
+      if (this.#idle.size >= MAX_POOL_KEYS) this.#idle.delete(this.#idle.keys().next().value as string)
+      idle = []
+      this.#idle.set(key, idle)
+    }
+    if (idle.length < this.#max) idle.push(server)
+  }
+
+  get size (): number {
+    let n = 0
+    for (const idle of this.#idle.values()) n += idle.length
+    return n
+  }
+}
+
+/** Per request: what the factory needs of the Fastify request, and what it learned. */
+interface Exchange {
+  request: FastifyRequest
+  key: string | undefined
+  /** The factory gave a server of SDK v1, which cannot speak this revision. */
+  legacyServer: boolean
+}
+
+/**
+ * The 2026-07-28 revision at `{mcpEndpoint}`: every modern request is served on its own
+ * by a server from the factory, through SDK v2's own per-request entry (which checks the
+ * headers against the body, the `_meta` envelope, versions and capabilities, answers
+ * `server/discover`, stamps `resultType`, and serves `subscriptions/listen`). The plugin
+ * brings what it brings to every route (auth, CORS, Origin/Host, limits), change events
+ * from any instance, and optionally keeps servers between requests.
+ */
+export class ModernEndpoint {
+  readonly #opts: ModernOptions
+  readonly #sdk: ModernSdk | undefined
+  readonly #handler: McpHandler | undefined
+  readonly #pool: ServerPool | undefined
+  readonly #exchanges = new WeakMap<Request, Exchange>()
+  /** Set once the factory gave an SDK v1 server: modern requests then fall back at once. */
+  #legacyOnly = false
+  #inFlight = 0
+  #listening = 0
+
+  constructor (sdk: ModernSdk | undefined, opts: ModernOptions) {
+    this.#opts = opts
+    this.#sdk = sdk
+    this.#pool = opts.reuseServers > 0 ? new ServerPool(opts.reuseServers) : undefined
+    this.#handler = sdk?.createMcpHandler(ctx => this.#build(ctx), {
+      legacy: 'reject',
+      bus: opts.changes,
+      responseMode: opts.mode,
+      keepAliveMs: opts.keepAliveInterval > 0 ? opts.keepAliveInterval : 2 ** 31 - 1,
+      onerror: err => { opts.log.debug({ err }, 'fastify-mcp-sse: a modern request was refused or failed') }
+    })
+  }
+
+  /** Modern requests being served now (listen streams included). */
+  get inFlight (): number {
+    return this.#inFlight
+  }
+
+  /** Open `subscriptions/listen` streams. */
+  get listening (): number {
+    return this.#listening
+  }
+
+  /** Idle servers kept for reuse. */
+  get pooled (): number {
+    return this.#pool?.size ?? 0
+  }
+
+  /** Serves one modern POST (auth, guard and body parsing already done by the route). */
+  async serve (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const handler = this.#handler
+    if (handler === undefined || this.#legacyOnly) this.#fallBack()
+    const abort = new AbortController()
+    const auth = request.mcpAuth
+    const web = fetchRequest(request.headers, request.url, 'POST', abort.signal)
+    const exchange: Exchange = { request, key: this.#keyOf(request), legacyServer: false }
+    this.#exchanges.set(web, exchange)
+    const listen = (request.body as { method?: unknown } | null)?.method === 'subscriptions/listen'
+    // Closing the response is cancelling the request (and ending a listen stream),
+    // whether the answer has begun or not.
+    const res = reply.raw
+    const onClose = (): void => { if (!res.writableFinished) abort.abort() }
+    res.on('close', onClose)
+    this.#inFlight++
+    if (listen) this.#listening++
+    try {
+      const response = await handler.fetch(web, { parsedBody: request.body, ...(auth === null ? {} : { authInfo: toAuthInfo(auth) }) })
+      if (exchange.legacyServer) {
+        await response.body?.cancel()
+        this.#fallBack()
+      }
+      await this.#write(response, reply, abort)
+    } finally {
+      res.off('close', onClose)
+      this.#inFlight--
+      if (listen) this.#listening--
+    }
+  }
+
+  /** Ends open listen streams and servers still serving (before the HTTP server closes). */
+  async close (): Promise<void> {
+    await this.#handler?.close()
+  }
+
+  /**
+   * A client speaking 2026-07-28 to a server that cannot: a 400 whose body is not a
+   * modern error, which tells a dual-era client to fall back to `initialize`.
+   */
+  #fallBack (): never {
+    throw new FST_ERR_MCP_SSE_BAD_REQUEST('this server speaks MCP 2025-11-25 and earlier: send initialize first (MCP-Protocol-Version 2025-11-25), or use HTTP+SSE.')
+  }
+
+  /** Principal and client identity: the requests that may share a kept server. */
+  #keyOf (request: FastifyRequest): string | undefined {
+    if (this.#pool === undefined) return undefined
+    const clientInfo = metaOf(request.body)?.[CLIENT_INFO_KEY]
+    // Without a client identity there is nothing to tell two clients apart by: build anew.
+    if (clientInfo === undefined) return undefined
+    return JSON.stringify([request.mcpAuth?.principal ?? null, clientInfo])
+  }
+
+  /** The factory of SDK v2's entry: a kept server of this caller, or a new one from the user's factory. */
+  async #build (ctx: HandlerFactoryContext): Promise<object> {
+    const exchange = ctx.requestInfo === undefined ? undefined : this.#exchanges.get(ctx.requestInfo)
+    if (exchange === undefined) throw new Error('fastify-mcp-sse: a modern request without its exchange')
+    const { key } = exchange
+    const kept = key === undefined ? undefined : this.#pool?.take(key)
+    if (kept !== undefined) return this.#lend(kept, key as string)
+    const request = exchange.request
+    const server = await this.#opts.server({ sessionId: randomUUID(), era: 'modern', request, auth: request.mcpAuth ?? undefined })
+    const sdk = this.#sdk as ModernSdk
+    if (!(server instanceof sdk.McpServer) && !(server instanceof sdk.Server)) {
+      // An SDK v1 server: it cannot serve this revision (and never will, for this factory).
+      this.#legacyOnly = true
+      exchange.legacyServer = true
+      this.#opts.log.info('fastify-mcp-sse: the server factory gives SDK v1 servers; 2026-07-28 requests are answered so clients fall back to initialize')
+      await server.close().catch(() => {})
+      throw new Error('an SDK v1 server cannot serve 2026-07-28')
+    }
+    return key === undefined ? server : this.#lend(server, key)
+  }
+
+  /** Arranges for a server to come back to the pool once its exchange ends. */
+  #lend (server: object, key: string): object {
+    const protocol = ((server as { server?: Closing }).server ?? server) as Closing
+    protocol.onclose = () => { this.#pool?.give(key, server) }
+    return server
+  }
+
+  /** Writes SDK v2's answer to the client: status, headers (with the route's own), body as it comes. */
+  async #write (response: Response, reply: FastifyReply, abort: AbortController): Promise<void> {
+    const res = reply.raw
+    reply.hijack()
+    // The SDK's headers, then the route's (CORS and the like: the plugin's own settings win).
+    const headers: Record<string, string | number | string[]> = {}
+    response.headers.forEach((value, name) => { headers[name] = value })
+    for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) headers[name] = value
+    // 499 is how the SDK says the client left: nobody is there to read a status.
+    if (response.status === 499 || res.destroyed) {
+      await response.body?.cancel().catch(() => {})
+      return
+    }
+    const streaming = String(headers['content-type']).startsWith('text/event-stream')
+    if (streaming) {
+      res.socket?.setTimeout(0)
+      res.socket?.setNoDelay(true)
+    }
+    res.writeHead(response.status, headers)
+    const body = response.body
+    if (body === null) {
+      res.end()
+      return
+    }
+    const reader = body.getReader()
+    try {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        if (res.destroyed) break
+        res.write(value)
+        if (res.writableLength > this.#opts.maxBufferedBytes) {
+          // A client that stopped reading: cut off, which cancels what it asked for.
+          res.destroy()
+          break
+        }
+      }
+    } catch {
+      // The stream was cancelled (the client left): nothing more to write.
+    } finally {
+      if (res.destroyed) {
+        abort.abort()
+        await reader.cancel().catch(() => {})
+      } else res.end()
+    }
+  }
+}
