@@ -1,0 +1,316 @@
+// The 2026-07-28 revision on the same URL as 2025 sessions and HTTP+SSE: the SDK's own
+// clients of both lines at once, MRTR, listen streams with change events, the errors the
+// revision defines, the fallback of dual-era clients, and servers kept between requests.
+import http from 'node:http'
+import t, { type Test } from 'tap'
+import { z } from 'zod'
+import { McpServer, acceptedContent, inputRequired } from '@modelcontextprotocol/server'
+import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
+import { ApiKeyAuthProvider, type McpSessionContext } from '../src/index.js'
+import { buildExampleServer } from '../example/mcp-server.js'
+import { REDIS_URL, startInstance, testPrefix } from './support/cluster.js'
+import { startApp, until } from './support/helpers.js'
+
+const MODERN = '2026-07-28'
+const META = {
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+  'io.modelcontextprotocol/clientCapabilities': {}
+}
+
+const text = (r: unknown): string => {
+  const first = (r as { content: Array<{ type: string, text?: string }> }).content[0]
+  return first?.type === 'text' ? first.text ?? '' : ''
+}
+
+/** What the servers saw, for the tests to check. */
+interface Seen { builds: number, aborted: number }
+
+/** An SDK v2 server: echo, countdown (progress), ask (MRTR elicitation), whoami (slow; who built it and who asks), wait (until cancelled). */
+function v2Server (seen: Seen, context: McpSessionContext): McpServer {
+  seen.builds++
+  const server = new McpServer({ name: 'modern-test', version: '1.0.0' }, { capabilities: { logging: {} } })
+  const builtFor = context.auth?.principal ?? 'nobody'
+  server.registerTool('echo', { inputSchema: z.object({ text: z.string() }) }, async ({ text }) => ({ content: [{ type: 'text', text }] }))
+  server.registerTool('countdown', { inputSchema: z.object({ from: z.number() }) }, async ({ from }, ctx) => {
+    const progressToken = ctx.mcpReq._meta?.progressToken
+    for (let i = 0; i < from; i++) {
+      if (progressToken !== undefined) await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, progress: i, total: from } })
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+    return { content: [{ type: 'text', text: `Counted down from ${from}` }] }
+  })
+  server.registerTool('ask', {}, async ctx => {
+    const answer = acceptedContent<{ name: string }>(ctx.mcpReq.inputResponses, 'who')
+    if (answer === undefined) {
+      return inputRequired({
+        inputRequests: { who: inputRequired.elicit({ message: 'Name?', requestedSchema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } }) },
+        requestState: 'asked-once'
+      })
+    }
+    return { content: [{ type: 'text', text: `hello ${answer.name} (state ${String(ctx.mcpReq.requestState())})` }] }
+  })
+  server.registerTool('whoami', { inputSchema: z.object({ delay: z.number() }) }, async ({ delay }, ctx) => {
+    const asking = (ctx.http?.authInfo?.extra as { principal?: string } | undefined)?.principal ?? 'nobody'
+    await new Promise(resolve => setTimeout(resolve, delay))
+    return { content: [{ type: 'text', text: `${builtFor}/${asking}` }] }
+  })
+  server.registerPrompt('greet', {}, async () => ({ messages: [{ role: 'user', content: { type: 'text', text: 'hello' } }] }))
+  server.registerTool('wait', {}, async ctx => await new Promise(resolve => {
+    ctx.mcpReq.signal.addEventListener('abort', () => { seen.aborted++; resolve({ content: [] }) })
+  }))
+  return server
+}
+
+async function modernClient (t: Test, url: string, headers: Record<string, string> = {}): Promise<ClientV2> {
+  const client = new ClientV2({ name: 'modern', version: '1' }, { capabilities: { elicitation: { form: {} } }, versionNegotiation: { mode: 'auto' } })
+  client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { name: 'Ann' } }))
+  await client.connect(new StreamableV2(new URL(url), { requestInit: { headers } }))
+  t.teardown(() => client.close())
+  return client
+}
+
+/** A raw POST to /mcp, read to its end. */
+function post (base: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, headers: http.IncomingHttpHeaders, text: string, json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}/mcp`, {
+      method: 'POST',
+      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, ...headers }
+    }, res => {
+      let raw = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { raw += c })
+      res.on('end', () => {
+        let json: unknown
+        try { json = JSON.parse(raw) } catch { json = undefined }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text: raw, json })
+      })
+    })
+    req.on('error', reject)
+    req.end(JSON.stringify(body))
+  })
+}
+
+const call = (id: number, name: string, args: object, extra: object = {}): object =>
+  ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, _meta: { ...META, ...extra } } })
+
+t.test('one URL, every era at once: a 2026-07-28 client, 2025 sessions of both SDK lines, and an HTTP+SSE client', async t => {
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const { app, base } = await startApp(t, { server: ctx => ctx.era === 'modern' ? v2Server(seen, ctx) : buildExampleServer() })
+  const url = `${base}/mcp`
+  const modern = await modernClient(t, url)
+  t.equal(modern.getProtocolEra(), 'modern', 'the v2 client in auto mode stays modern')
+  const legacyV2 = new ClientV2({ name: 'legacy-v2', version: '1' })
+  await legacyV2.connect(new StreamableV2(new URL(url)))
+  t.teardown(() => legacyV2.close())
+  const v1 = new Client({ name: 'v1', version: '1' })
+  await v1.connect(new StreamableHTTPClientTransport(new URL(url)))
+  t.teardown(() => v1.close())
+  const sse = new Client({ name: 'sse', version: '1' })
+  await sse.connect(new SSEClientTransport(new URL(url)))
+  t.teardown(() => sse.close())
+  t.equal(app.mcpSessions.size, 3, 'three sessions (two Streamable, one HTTP+SSE); the modern client holds none')
+
+  const progress: number[] = []
+  const [m, l2, l1, s, counted] = await Promise.all([
+    modern.callTool({ name: 'echo', arguments: { text: 'modern' } }),
+    legacyV2.callTool({ name: 'echo', arguments: { text: 'legacy v2' } }),
+    v1.callTool({ name: 'echo', arguments: { text: 'v1' } }),
+    sse.callTool({ name: 'echo', arguments: { text: 'sse' } }),
+    modern.callTool({ name: 'countdown', arguments: { from: 3 } }, { onprogress: p => { progress.push(p.progress) } })
+  ])
+  t.same([m, l2, l1, s].map(text), ['modern', 'legacy v2', 'v1', 'sse'])
+  t.equal(text(counted), 'Counted down from 3')
+  t.same(progress, [0, 1, 2], 'progress on the modern request\'s own stream, before its result')
+  const asked = await modern.callTool({ name: 'ask', arguments: {} })
+  t.equal(text(asked), 'hello Ann (state asked-once)', 'MRTR: input_required, the client answers the elicitation, the retry completes')
+  t.equal(app.mcpSessions.size, 3, 'modern requests never touch the session store')
+  t.equal(app.mcpEvents.inFlight, 0)
+  const discover = modern.getDiscoverResult()
+  t.ok(discover?.supportedVersions.includes(MODERN), 'server/discover advertised 2026-07-28')
+})
+
+t.test('the errors of the revision, with status 400; GET and DELETE are 405; Mcp-Session-Id is ignored', async t => {
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const { base } = await startApp(t, { server: ctx => v2Server(seen, ctx) })
+  const ok = await post(base, call(1, 'echo', { text: 'a' }), { 'mcp-method': 'tools/call', 'mcp-name': 'echo', 'mcp-session-id': 'whatever' })
+  t.equal(ok.status, 200)
+  t.match(ok.json, { id: 1, result: { resultType: 'complete', content: [{ text: 'a' }] } }, 'resultType stamped; the session header ignored')
+  t.notOk(ok.headers['mcp-session-id'], 'no session minted')
+
+  const mismatch = await post(base, call(2, 'echo', { text: 'a' }), { 'mcp-method': 'tools/call', 'mcp-name': 'other' })
+  t.equal(mismatch.status, 400)
+  t.match(mismatch.json, { id: 2, error: { code: -32020 } }, 'HeaderMismatch')
+  const missing = await post(base, call(3, 'echo', { text: 'a' }), {})
+  t.equal(missing.status, 400)
+  t.match(missing.json, { error: { code: -32020 } }, 'Mcp-Method missing')
+  const unsupported = await post(base, { jsonrpc: '2.0', id: 4, method: 'tools/list', params: { _meta: { ...META, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } }, { 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' })
+  t.equal(unsupported.status, 400)
+  t.match(unsupported.json, { id: 4, error: { code: -32022, data: { supported: [MODERN] } } }, 'UnsupportedProtocolVersion lists what is supported')
+  const noCapability = await post(base, call(5, 'ask', {}), { 'mcp-method': 'tools/call', 'mcp-name': 'ask' })
+  t.equal(noCapability.status, 400)
+  t.match(noCapability.json, { id: 5, error: { code: -32021 } }, 'MissingRequiredClientCapability: no elicitation declared')
+  const removed = await post(base, { jsonrpc: '2.0', id: 6, method: 'ping', params: { _meta: META } }, { 'mcp-method': 'ping' })
+  t.equal(removed.status, 404)
+  t.match(removed.json, { error: { code: -32601 } }, 'a method the revision removed')
+
+  for (const method of ['GET', 'DELETE']) {
+    const res = await fetch(`${base}/mcp`, { method, headers: { accept: 'text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-session-id': 'x' } })
+    t.equal(res.status, 405, `${method} with a modern version`)
+    t.equal(res.headers.get('allow'), 'POST, OPTIONS')
+  }
+})
+
+t.test('a factory of SDK v1 servers (or modern: false): a dual-era client falls back to initialize and a 2025 session', async t => {
+  for (const opts of [{ server: () => buildExampleServer() }, { server: (ctx: McpSessionContext) => v2Server({ builds: 0, aborted: 0 }, ctx), modern: false as const }]) {
+    const { app, base } = await startApp(t, opts)
+    const raw = await post(base, call(1, 'echo', { text: 'a' }), { 'mcp-method': 'tools/call', 'mcp-name': 'echo' })
+    t.equal(raw.status, 400)
+    t.match(raw.json, { error: { code: -32600, data: { type: 'invalid_request' } } }, 'not a modern error: the signal to fall back')
+    const client = await modernClient(t, `${base}/mcp`)
+    t.equal(client.getProtocolEra(), 'legacy')
+    t.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'fell back' } })), 'fell back')
+    t.equal(app.mcpSessions.size, 1, 'on a 2025 session')
+  }
+})
+
+t.test('auth, CORS and the Origin guard apply to modern requests as to every route', async t => {
+  const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'k-a', principal: 'alice' }] }) }
+  const { base } = await startApp(t, { server: ctx => v2Server({ builds: 0, aborted: 0 }, ctx), auth, allowedOrigins: ['https://app.example'] })
+  const headers = { 'mcp-method': 'tools/call', 'mcp-name': 'whoami' }
+  t.equal((await post(base, call(1, 'whoami', { delay: 0 }), headers)).status, 401, 'no key')
+  const ok = await post(base, call(2, 'whoami', { delay: 0 }), { ...headers, 'x-api-key': 'k-a', origin: 'https://app.example' })
+  t.equal(ok.status, 200)
+  const legacy = await fetch(`${base}/mcp`, { method: 'POST', headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'x-api-key': 'k-a', origin: 'https://app.example' }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) })
+  for (const name of ['access-control-allow-origin', 'access-control-expose-headers']) {
+    t.equal(ok.headers[name], legacy.headers.get(name) ?? undefined, `${name}: the plugin's CORS headers on the SDK's answer, as on a 2025 one`)
+  }
+  t.match(ok.json, { result: { content: [{ text: 'alice/alice' }] } }, 'the factory and the tool both see the principal')
+  t.equal((await post(base, call(3, 'whoami', { delay: 0 }), { ...headers, 'x-api-key': 'k-a', origin: 'https://evil.example' })).status, 403)
+  const preflight = await fetch(`${base}/mcp`, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'mcp-method, mcp-name, mcp-protocol-version' } })
+  t.equal(preflight.status, 204)
+  t.match(preflight.headers.get('access-control-allow-headers'), /Mcp-Method/i)
+})
+
+t.test('servers kept between requests: two principals\' concurrent requests never see each other\'s server or auth', async t => {
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'k-a', principal: 'alice' }, { key: 'k-b', principal: 'bob' }] }) }
+  const { app, base } = await startApp(t, { server: ctx => v2Server(seen, ctx), auth, modern: { reuseServers: 4 } })
+  const headers = (key: string): Record<string, string> => ({ 'mcp-method': 'tools/call', 'mcp-name': 'whoami', 'x-api-key': key })
+  const rounds = 5
+  const results: string[] = []
+  for (let r = 0; r < rounds; r++) {
+    const batch = await Promise.all(Array.from({ length: 8 }, (_, i) => {
+      const key = i % 2 === 0 ? 'k-a' : 'k-b'
+      return post(base, call(i, 'whoami', { delay: 10 + (i % 3) * 5 }), headers(key)).then(res => ({ key, res }))
+    }))
+    for (const { key, res } of batch) {
+      const who = key === 'k-a' ? 'alice' : 'bob'
+      t.equal(text((res.json as { result: unknown }).result), `${who}/${who}`, `round ${r}: ${who} got a server built for ${who}, and saw its own auth`)
+      results.push(who)
+    }
+  }
+  t.equal(results.length, 40)
+  t.ok(seen.builds <= 16, `40 requests, ${seen.builds} servers built (kept and reused)`)
+  t.ok(app.mcpEvents.inFlight === 0)
+  // Without a client identity there is nothing to tell clients of one principal apart: built anew.
+  const before = seen.builds
+  const anonymous = { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x' }, _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} } } }
+  await post(base, anonymous, { ...headers('k-a'), 'mcp-name': 'echo' })
+  await post(base, anonymous, { ...headers('k-a'), 'mcp-name': 'echo' })
+  t.equal(seen.builds - before, 2)
+})
+
+t.test('closing a modern request\'s stream cancels it', async t => {
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const { app, base } = await startApp(t, { server: ctx => v2Server(seen, ctx) })
+  const req = http.request(`${base}/mcp`, {
+    method: 'POST',
+    headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'wait' }
+  })
+  req.on('error', () => {})
+  req.end(JSON.stringify(call(1, 'wait', {})))
+  await until(() => app.mcpEvents.inFlight === 1, 5000, 'the request to be in flight')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  req.destroy()
+  await until(() => seen.aborted === 1, 5000, 'the tool to see the cancellation')
+  await until(() => app.mcpEvents.inFlight === 0, 5000, 'nothing in flight')
+  t.pass('cancelled')
+})
+
+/** Opens a listen stream and collects its events. */
+function listen (base: string, filter: object): { events: unknown[], close: () => void, ended: Promise<void> } {
+  const events: unknown[] = []
+  let setEnded!: () => void
+  const ended = new Promise<void>(resolve => { setEnded = resolve })
+  const req = http.request(`${base}/mcp`, {
+    method: 'POST',
+    headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'subscriptions/listen' }
+  }, res => {
+    let buf = ''
+    res.setEncoding('utf8')
+    res.on('data', (c: string) => {
+      buf += c
+      const parts = buf.split('\n\n')
+      buf = parts.pop() ?? ''
+      for (const p of parts) {
+        const data = /^data: ?(.*)$/m.exec(p)?.[1]
+        if (data !== undefined && data !== '') events.push(JSON.parse(data))
+      }
+    })
+    res.on('close', () => setEnded())
+  })
+  req.on('error', () => setEnded())
+  req.end(JSON.stringify({ jsonrpc: '2.0', id: 'listen-1', method: 'subscriptions/listen', params: { notifications: filter, _meta: META } }))
+  return { events, close: () => req.destroy(), ended }
+}
+
+t.test('listen streams: acknowledged first, then only what they opted into, tagged with their subscription; published on another instance', async t => {
+  const keyPrefix = testPrefix()
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const server = (ctx: McpSessionContext): McpServer => v2Server(seen, ctx)
+  const a = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const tools = listen(a.base, { toolsListChanged: true })
+  const prompts = listen(a.base, { promptsListChanged: true })
+  t.teardown(() => { tools.close(); prompts.close() })
+  await until(() => tools.events.length >= 1 && prompts.events.length >= 1, 5000, 'the acknowledgements')
+  t.match(tools.events[0], { method: 'notifications/subscriptions/acknowledged' }, 'acknowledged first')
+  t.equal(a.app.mcpEvents.listening, 2)
+  t.equal(a.app.mcpSessions.size, 0, 'listen streams are not sessions')
+  b.app.mcpEvents.toolsChanged()
+  b.app.mcpEvents.promptsChanged()
+  await until(() => tools.events.length >= 2, 5000, 'the tools change from the other instance')
+  t.match(tools.events[1], { method: 'notifications/tools/list_changed', params: { _meta: { 'io.modelcontextprotocol/subscriptionId': 'listen-1' } } })
+  await until(() => prompts.events.length >= 2, 5000, 'the prompts change')
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(tools.events.length, 2, 'the tools listener did not get the prompts change')
+  tools.close()
+  await tools.ended
+  await until(() => a.app.mcpEvents.listening === 1, 5000, 'the closed listener to be counted out')
+  await a.app.close()
+  await prompts.ended
+  t.pass('app.close() ends listen streams')
+})
+
+t.test('MRTR across instances: input_required from one instance, the retry served by another', async t => {
+  const keyPrefix = testPrefix()
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const server = (ctx: McpSessionContext): McpServer => v2Server(seen, ctx)
+  const a = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const caps = { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } }
+  const headers = { 'mcp-method': 'tools/call', 'mcp-name': 'ask' }
+  const first = await post(a.base, call(1, 'ask', {}, caps), headers)
+  t.equal(first.status, 200)
+  const result = (first.json as { result: { resultType: string, inputRequests: object, requestState: string } }).result
+  t.equal(result.resultType, 'input_required', 'instance A asks for input')
+  t.ok('who' in result.inputRequests)
+  const retry = { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'ask', arguments: {}, inputResponses: { who: { action: 'accept', content: { name: 'Bo' } } }, requestState: result.requestState, _meta: { ...META, ...caps } } }
+  const second = await post(b.base, retry, headers)
+  t.equal(second.status, 200)
+  t.match(second.json, { id: 2, result: { resultType: 'complete', content: [{ text: 'hello Bo (state asked-once)' }] } }, 'instance B completes it from the requestState')
+})
