@@ -20,6 +20,7 @@ export type McpErrorType =
   | 'not_acceptable'
   | 'method_not_allowed'
   | 'conflict'
+  | 'rate_limited'
   | 'internal_error'
 
 /** HTTP status and JSON-RPC error code of each error type: the one place both are declared. */
@@ -37,6 +38,7 @@ export const ERROR_TABLE: Readonly<Record<McpErrorType, { status: number, code: 
   not_acceptable: { status: 406, code: -32000 },
   method_not_allowed: { status: 405, code: -32000 },
   conflict: { status: 409, code: -32000 },
+  rate_limited: { status: 429, code: -32000 },
   internal_error: { status: 500, code: -32603 }
 }
 
@@ -123,6 +125,12 @@ export const FST_ERR_MCP_SSE_CONFLICT = createError<[string]>(
   ERROR_TABLE.conflict.status
 )
 
+export const FST_ERR_MCP_SSE_RATE_LIMITED = createError<[string, number]>(
+  'FST_ERR_MCP_SSE_RATE_LIMITED',
+  'Rate limit exceeded (%s). Retry in %d s.',
+  ERROR_TABLE.rate_limited.status
+)
+
 /**
  * A refused request: the provider's status (401, or 403 and the like) and headers such as
  * `WWW-Authenticate` travel with the error to the handler.
@@ -184,6 +192,7 @@ const typeByCode: Readonly<Record<string, McpErrorType>> = {
   FST_ERR_MCP_SSE_NOT_ACCEPTABLE: 'not_acceptable',
   FST_ERR_MCP_SSE_METHOD_NOT_ALLOWED: 'method_not_allowed',
   FST_ERR_MCP_SSE_CONFLICT: 'conflict',
+  FST_ERR_MCP_SSE_RATE_LIMITED: 'rate_limited',
   // Fastify's own body errors, raised before our handler runs.
   FST_ERR_CTP_BODY_TOO_LARGE: 'message_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
@@ -251,10 +260,12 @@ export interface ErrorHandlerContext {
   maxMessageSize: number
   /** Whether this instance holds an open session with this id (`data.connectionActive`). */
   isOpen (sessionId: string): boolean
+  /** Told of every error answered (metrics). */
+  answered?: (type: McpErrorType, status: number) => void
 }
 
 /** The error handler of the plugin's scope: every failure becomes a JSON-RPC error body. */
-export function mcpErrorHandler ({ maxMessageSize, isOpen }: ErrorHandlerContext) {
+export function mcpErrorHandler ({ maxMessageSize, isOpen, answered }: ErrorHandlerContext) {
   return function mcpErrorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
     let type = errorTypeOf(err)
     let status = ERROR_TABLE[type].status
@@ -266,6 +277,7 @@ export function mcpErrorHandler ({ maxMessageSize, isOpen }: ErrorHandlerContext
       status = err.status
       reply.headers(err.headers)
     }
+    answered?.(type, status)
     if (type === 'service_unavailable') {
       reply.header('retry-after', '1')
       request.log.warn({ err }, 'fastify-mcp-sse: a cross-instance message could not be routed')

@@ -13,12 +13,15 @@ import { setupScope } from './scope.js'
 import { LocalCluster } from './session/cluster.js'
 import { RedisCluster } from './session/redis.js'
 import { SessionStore } from './session/store.js'
-import type { McpEvents } from './session/types.js'
+import type { McpEvents, McpHealth } from './session/types.js'
+import { Telemetry } from './telemetry.js'
+import type { Registry } from 'prom-client'
+import type { StreamableSessionTransport } from './transports/streamable.js'
 import { RedisEventStore } from './transports/redis-event-store.js'
 
 export type { McpSseOptions, McpSseCorsOptions, McpSessionContext, McpRedisOptions } from './options.js'
 export type { McpServerLike, McpTransport, McpAuthInfo, McpMessageExtra, JsonRpcMessage } from './mcp.js'
-export type { McpSession, McpSessionStore, McpSessionInfo, McpEvents } from './session/types.js'
+export type { McpSession, McpSessionStore, McpSessionInfo, McpEvents, McpHealth } from './session/types.js'
 export type { McpErrorType, JsonRpcErrorBody } from './errors.js'
 export type { CloseReason, SessionTransport, TransportKind } from './transports/transport.js'
 export { SseSessionTransport, SseServerTransport } from './transports/sse.js'
@@ -33,13 +36,45 @@ interface ScopeContext {
   options: ResolvedOptions
   store: SessionStore
   modern: ModernEndpoint
+  telemetry: Telemetry
+}
+
+/** Sessions held here, by transport. */
+function countSessions (store: SessionStore): { sse: number, streamable: number } {
+  let sse = 0
+  for (const s of store) if (s.kind === 'sse') sse++
+  return { sse, streamable: store.size - sse }
+}
+
+/**
+ * The routes operators point tools at, in a scope of their own: none of the MCP routes'
+ * guards, CORS or auth (the metrics route takes the auth provider with `metrics.auth`).
+ */
+const operationsRoutes: FastifyPluginAsync<{ options: ResolvedOptions, registry: Registry | undefined, health: () => McpHealth }> = async function operationsRoutes (scope, { options, registry, health }) {
+  const metrics = options.metrics
+  if (metrics !== false && metrics.path !== undefined && registry !== undefined) {
+    const onRequest = metrics.auth && options.auth !== undefined ? [authHook(options.auth.provider)] : []
+    if (onRequest.length > 0) scope.decorateRequest('mcpAuth', null)
+    scope.get(metrics.path, { onRequest }, async (_request, reply) => {
+      reply.type(registry.contentType)
+      return await registry.metrics()
+    })
+  }
+  if (options.health !== undefined) {
+    scope.get(options.health.path, async (_request, reply) => {
+      const h = health()
+      reply.code(h.ready ? 200 : 503)
+      return h
+    })
+  }
 }
 
 /** The encapsulated part: routes, CORS, hooks and error handler never reach the host app. */
-const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store, modern }) {
+const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (scope, { options, store, modern, telemetry }) {
   setupScope(scope, {
     maxMessageSize: options.maxMessageSize,
-    isOpen: id => store.get(id)?.isOpen === true
+    isOpen: id => store.get(id)?.isOpen === true,
+    answered: (type, status) => { telemetry.httpError(type, status) }
   })
 
   // Route-level hooks: the guard (Origin/Host checks, CORS, content type), then auth
@@ -55,6 +90,7 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
     options,
     store,
     modern,
+    telemetry,
     messagePath: scope.prefix.replace(/\/+$/, '') + options.messageEndpoint,
     hooks: {
       sse: hooks(false, auth?.sse ?? false),
@@ -101,11 +137,26 @@ function withMcpHeaders (cors: ResolvedCors): ResolvedCors {
  */
 async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { prefix?: string }): Promise<void> {
   const options = resolveOptions(opts)
-  const store = new SessionStore({
+  // The gauges read the store and the modern endpoint when scraped (both made below).
+  const telemetry: Telemetry = new Telemetry({ metrics: options.metrics !== false, tracing: options.tracing }, {
+    sessions: () => countSessions(store),
+    streams: (): { sse: number, streamable: number, listen: number } => {
+      let sse = 0
+      let streamable = 0
+      for (const s of store) {
+        if (s.kind === 'sse') sse++
+        else if ((s.transport as StreamableSessionTransport).hasStream) streamable++
+      }
+      return { sse, streamable, listen: modern.listening }
+    },
+    redisUp: () => options.redis === undefined ? undefined : store.connected
+  })
+  const store: SessionStore = new SessionStore({
     server: options.server,
     maxSessions: options.maxSessions,
     maxBufferedBytes: options.maxBufferedBytes,
-    cluster: options.redis === undefined ? new LocalCluster(fastify.log) : new RedisCluster(options.redis, fastify.log)
+    cluster: options.redis === undefined ? new LocalCluster(fastify.log) : new RedisCluster(options.redis, fastify.log),
+    telemetry
   }, fastify.log)
   // An event store the plugin opened ('redis') closes with it; one passed in is the host's.
   const closeEventStore = async (): Promise<void> => {
@@ -119,13 +170,14 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     throw err
   }
   fastify.decorate('mcpSessions', store)
-  const modern = new ModernEndpoint(options.modern === false ? undefined : await loadModernSdk(), {
+  const modern: ModernEndpoint = new ModernEndpoint(options.modern === false ? undefined : await loadModernSdk(), {
     server: options.server,
     mode: options.responseMode,
     keepAliveInterval: options.keepAliveInterval,
     maxBufferedBytes: options.maxBufferedBytes,
     reuseServers: options.modern === false ? 0 : options.modern.reuseServers,
     changes: { publish: event => { store.publishChange(event) }, subscribe: listener => store.onChange(listener) },
+    telemetry,
     log: fastify.log
   })
   const events: McpEvents = {
@@ -137,9 +189,17 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     get listening () { return modern.listening }
   }
   fastify.decorate('mcpEvents', events)
+  fastify.decorate('mcpMetrics', telemetry.registry ?? null)
+  let closing = false
+  const health = (): McpHealth => {
+    const redis = options.redis === undefined ? 'none' : store.connected ? 'up' : 'down'
+    return { ready: !closing && redis !== 'down', redis, sessions: countSessions(store), modern: { inFlight: modern.inFlight, listening: modern.listening } }
+  }
+  fastify.decorate('mcpHealth', health)
   // Open streams never end by themselves: end them before the server waits for its
   // connections (in onClose, app.close() would hang on them).
   fastify.addHook('preClose', async function mcpSseClose () {
+    closing = true
     await Promise.all([store.closeAll(), modern.close()])
   })
   fastify.addHook('onClose', async function mcpSseLeaveCluster () {
@@ -147,7 +207,8 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     await closeEventStore()
   })
   // fastify-plugin ignores `prefix` for the plugin itself; apply it to our routes.
-  await fastify.register(mcpRoutes, { options, store, modern, prefix: opts.prefix })
+  await fastify.register(mcpRoutes, { options, store, modern, telemetry, prefix: opts.prefix })
+  await fastify.register(operationsRoutes, { options, registry: telemetry.registry, health, prefix: opts.prefix })
   const metadata = options.auth?.provider.protectedResourceMetadata?.()
   if (metadata !== undefined) await fastify.register(resourceMetadataRoutes, { metadata })
 }

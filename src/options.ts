@@ -100,6 +100,25 @@ export interface McpSseOptions {
    */
   modern?: false | { reuseServers?: number }
   /**
+   * Prometheus metrics (prom-client) by the OpenTelemetry MCP conventions, in a registry
+   * of the plugin's own: `app.mcpMetrics` (merge it into yours). `{ path }` also serves
+   * it (text format) on that path, outside the MCP routes' auth unless `auth: true`.
+   * `false`: no metrics. @default true
+   */
+  metrics?: boolean | { path?: string, auth?: boolean }
+  /**
+   * OpenTelemetry traces through `@opentelemetry/api`: a SERVER span per JSON-RPC message,
+   * parented on `_meta.traceparent` or the HTTP request's; a no-op until the host installs
+   * an OpenTelemetry SDK. `false`: no spans at all. @default true
+   */
+  tracing?: boolean
+  /**
+   * A readiness answer for load balancers: `app.mcpHealth()`, and with `{ path }` a GET
+   * route answering 200 when the plugin can serve (Redis reachable when `redis` is set),
+   * 503 when not, with session counts. @default no route
+   */
+  health?: { path: string }
+  /**
    * Ends a Streamable HTTP session that no request or stream has touched for this long, in
    * ms (clients that re-initialize without DELETE must not fill `maxSessions`); 0: never.
    * @default 600000
@@ -210,6 +229,9 @@ export interface ResolvedOptions {
   responseMode: 'auto' | 'json' | 'sse'
   stateless: boolean
   modern: { reuseServers: number } | false
+  metrics: { path: string | undefined, auth: boolean } | false
+  tracing: boolean
+  health: { path: string } | undefined
   sessionIdleTimeout: number
   eventStore: McpEventStore | undefined
   retryInterval: number
@@ -233,6 +255,8 @@ export const defaults = {
   responseMode: 'auto',
   stateless: false,
   modern: { reuseServers: 0 },
+  metrics: true,
+  tracing: true,
   sessionIdleTimeout: 600_000,
   retryInterval: 1000,
   maxMessageSize: '4mb',
@@ -355,6 +379,32 @@ function resolveEventStore (value: unknown, redis: ResolvedRedis | undefined): M
   return value as McpEventStore
 }
 
+function flag (option: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') fail(option, 'Use true or false.')
+  return value as boolean
+}
+
+function routePath (option: string, value: unknown): string {
+  if (typeof value !== 'string' || !value.startsWith('/')) fail(option, 'Use a path starting with "/", such as "/metrics".')
+  return value as string
+}
+
+function resolveMetrics (value: McpSseOptions['metrics']): ResolvedOptions['metrics'] {
+  if (value === undefined || value === true) return { path: undefined, auth: false }
+  if (value === false) return false
+  if (typeof value !== 'object' || value === null) fail('metrics', 'Use true, false or { path, auth }.')
+  return {
+    path: value.path === undefined ? undefined : routePath('metrics.path', value.path),
+    auth: value.auth === undefined ? false : flag('metrics.auth', value.auth)
+  }
+}
+
+function resolveHealth (value: McpSseOptions['health']): ResolvedOptions['health'] {
+  if (value === undefined) return undefined
+  if (typeof value !== 'object' || value === null) fail('health', 'Use { path }, such as { path: "/health" }.')
+  return { path: routePath('health.path', value.path) }
+}
+
 function resolveModern (value: McpSseOptions['modern']): ResolvedOptions['modern'] {
   if (value === false) return false
   if (value === undefined) return { ...defaults.modern }
@@ -414,6 +464,9 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     responseMode,
     stateless,
     modern: resolveModern(o.modern),
+    metrics: resolveMetrics(o.metrics),
+    tracing: flag('tracing', o.tracing ?? defaults.tracing),
+    health: resolveHealth(o.health),
     sessionIdleTimeout: count('sessionIdleTimeout', o.sessionIdleTimeout ?? defaults.sessionIdleTimeout, 0),
     retryInterval: count('retryInterval', o.retryInterval ?? defaults.retryInterval, 0),
     maxMessageSize: size('maxMessageSize', o.maxMessageSize ?? defaults.maxMessageSize),

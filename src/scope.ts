@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { AuthResult } from './auth/types.js'
-import { mcpErrorHandler } from './errors.js'
+import { mcpErrorHandler, type McpErrorType } from './errors.js'
 import { validatorCompiler } from './schemas.js'
-import type { McpEvents, McpSessionStore } from './session/types.js'
+import type { Registry } from 'prom-client'
+import type { McpEvents, McpHealth, McpSessionStore } from './session/types.js'
 
 // Everything the plugin adds to Fastify's types, in one place.
 declare module 'fastify' {
@@ -11,6 +12,10 @@ declare module 'fastify' {
     mcpSessions: McpSessionStore
     /** Change events for 2026-07-28 listen streams, and modern requests in flight (fastify-mcp-sse). */
     mcpEvents: McpEvents
+    /** The plugin's Prometheus metrics (prom-client), or null with `metrics: false` (fastify-mcp-sse). */
+    mcpMetrics: Registry | null
+    /** Whether the plugin can serve, and what it holds (fastify-mcp-sse). */
+    mcpHealth: () => McpHealth
   }
   interface FastifyRequest {
     /** Who the request was authenticated as (fastify-mcp-sse routes with auth only; null otherwise). */
@@ -22,6 +27,8 @@ export interface ScopeSetup {
   maxMessageSize: number
   /** Whether this instance holds an open session with this id. */
   isOpen (sessionId: string): boolean
+  /** Told of every error answered (metrics). */
+  answered?: (type: McpErrorType, status: number) => void
 }
 
 /**

@@ -189,6 +189,7 @@ export function mcpRoute (
       throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
     }
     const transport = new StreamableSessionTransport({ sessionId, stream: settings, eventStore: undefined, idleTimeout: 0 })
+    transport.observer = ctx.telemetry.observe(sessionId, 'streamable', () => undefined)
     try {
       await server.connect(transport)
       const answer = requestIds.length === 0 ? undefined : statelessReply(reply, batch, requestIds)

@@ -7,6 +7,7 @@ import { fetchRequest, type McpAuthInfo, type McpServerLike } from '../mcp.js'
 import type { McpSessionContext } from '../options.js'
 import type { ChangeEvent } from '../session/cluster.js'
 import type { ResponseMode } from '../transports/streamable.js'
+import type { Telemetry } from '../telemetry.js'
 
 /** The first revision whose requests carry their version in `_meta`, with no session. */
 export const MODERN_FROM = '2026-07-28'
@@ -83,6 +84,7 @@ export interface ModernOptions {
   reuseServers: number
   /** Where change events come from (and go to: every instance). */
   changes: { publish: (event: ChangeEvent) => void, subscribe: (listener: (event: ChangeEvent) => void) => () => void }
+  telemetry: Telemetry
   log: FastifyBaseLogger
 }
 
@@ -200,12 +202,16 @@ export class ModernEndpoint {
     this.#inFlight++
     if (listen) this.#listening++
     try {
-      const response = await handler.fetch(web, { parsedBody: request.body, ...(auth === null ? {} : { authInfo: toAuthInfo(auth) }) })
-      if (exchange.legacyServer) {
-        await response.body?.cancel()
-        this.#fallBack()
-      }
-      await this.#write(response, reply, abort)
+      // One operation per request: timed and traced until its answer is written.
+      await this.#opts.telemetry.modern(request.body, request.headers, async () => {
+        const response = await handler.fetch(web, { parsedBody: request.body, ...(auth === null ? {} : { authInfo: toAuthInfo(auth) }) })
+        if (exchange.legacyServer) {
+          await response.body?.cancel()
+          this.#fallBack()
+        }
+        await this.#write(response, reply, abort)
+        return response.status
+      }, status => status < 400 ? '' : String(status))
     } finally {
       res.off('close', onClose)
       this.#inFlight--

@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { CloseReason, ReplyChannel, SessionTransport } from '../transports/transport.js'
 import type { ChangeEvent, ClusterHost, Delivery, DeliveryResult, ServeStreamable, SessionCluster, StreamableOp } from './cluster.js'
 import type { RelayedAnswer, RelaySink } from './relay.js'
+import type { Telemetry } from '../telemetry.js'
 import { Session } from './session.js'
 import type { McpSessionInfo, McpSessionStore } from './types.js'
 
@@ -17,6 +18,13 @@ export interface SessionStoreOptions {
   maxSessions: number
   maxBufferedBytes: number
   cluster: SessionCluster
+  /** Metrics and traces of every session's traffic. */
+  telemetry: Telemetry
+}
+
+/** The revision a session negotiated, where its transport knows it (Streamable HTTP). */
+function protocolVersionOf (transport: SessionTransport): string | undefined {
+  return (transport as { protocolVersion?: string }).protocolVersion
 }
 
 /**
@@ -148,6 +156,9 @@ export class SessionStore implements McpSessionStore, ClusterHost {
     const session = new Session(transport, server, request.ip, request.mcpAuth ?? undefined)
     const log = request.log
     transport.onended = reason => { this.#end(session, reason, log) }
+    const telemetry = this.#opts.telemetry
+    transport.observer = telemetry.observe(session.id, session.kind, () => protocolVersionOf(transport))
+    telemetry.sessionOpened(session.kind)
     this.#sessions.set(session.id, session)
     this.#cluster.added(session)
     return session
@@ -159,6 +170,7 @@ export class SessionStore implements McpSessionStore, ClusterHost {
       this.#sessions.delete(sessionId)
       this.#cluster.removed(sessionId)
     }
+    this.#opts.telemetry.sessionEnded(session.kind, session.createdAt, reason, protocolVersionOf(session.transport))
     if (reason === 'buffer_overflow') {
       log.warn({ sessionId, maxBufferedBytes: this.#opts.maxBufferedBytes }, 'fastify-mcp-sse: session closed, the client stopped reading and its buffer is full')
     } else {
@@ -178,7 +190,10 @@ export class SessionStore implements McpSessionStore, ClusterHost {
    */
   deliver (id: string, delivery: Delivery, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
     const session = this.#sessions.get(id)
-    if (session === undefined || !session.isOpen) return this.#refused(this.#cluster.forward(id, delivery), id, delivery.auth, log)
+    if (session === undefined || !session.isOpen) {
+      const forwarded = this.#opts.telemetry.forwarded('forward', () => this.#cluster.forward(id, delivery), r => r)
+      return this.#refused(forwarded, id, delivery.auth, log)
+    }
     const admitted = this.#admit(session, delivery.auth, log)
     if (admitted instanceof Promise) return admitted.then(a => typeof a === 'string' ? a : this.#receive(a, delivery, log, this.#authInfo(a, delivery.auth)))
     return typeof admitted === 'string' ? admitted : this.#receive(admitted, delivery, log, this.#authInfo(admitted, delivery.auth))
@@ -287,7 +302,7 @@ export class SessionStore implements McpSessionStore, ClusterHost {
    * 'not_found' for an unknown session or another principal's (answered alike).
    */
   async relay (id: string, op: StreamableOp, auth: AuthResult | undefined, log: FastifyBaseLogger): Promise<RelayedAnswer | 'not_found'> {
-    const relayed = await this.#cluster.relay(id, op, auth)
+    const relayed = await this.#opts.telemetry.forwarded('relay', () => this.#cluster.relay(id, op, auth), r => typeof r === 'string' ? r : 'delivered')
     if (relayed === 'forbidden') this.#refuse(id, auth?.principal, log)
     return typeof relayed === 'string' ? 'not_found' : relayed
   }

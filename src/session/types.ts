@@ -78,3 +78,15 @@ export interface McpEvents {
   /** Open `subscriptions/listen` streams on this instance. */
   readonly listening: number
 }
+
+/** What `app.mcpHealth()` answers (and the health route, with 200 or 503). */
+export interface McpHealth {
+  /** True when the plugin can serve: not closing, and Redis reachable when `redis` is set. */
+  ready: boolean
+  /** `none` without Redis. */
+  redis: 'up' | 'down' | 'none'
+  /** Sessions held by this instance. */
+  sessions: { sse: number, streamable: number }
+  /** 2026-07-28 requests in flight and open listen streams on this instance. */
+  modern: { inFlight: number, listening: number }
+}

@@ -1,6 +1,6 @@
 import type { ServerResponse, OutgoingHttpHeaders } from 'node:http'
 import type { JsonRpcMessage, McpMessageExtra } from '../mcp.js'
-import type { CloseReason, SessionTransport } from './transport.js'
+import type { CloseReason, SessionTransport, TransportObserver } from './transport.js'
 
 export interface SseTransportOptions {
   sessionId: string
@@ -33,6 +33,7 @@ export class SseSessionTransport implements SessionTransport {
   onerror?: ((error: Error) => void) | undefined
   onmessage?: ((message: JsonRpcMessage, extra?: McpMessageExtra) => void) | undefined
   onended: ((reason: CloseReason) => void) | undefined
+  observer: TransportObserver | undefined = undefined
 
   #res: ServerResponse
   #opts: SseTransportOptions
@@ -81,6 +82,7 @@ export class SseSessionTransport implements SessionTransport {
 
   send (message: JsonRpcMessage): Promise<void> {
     if (this.#closed) return Promise.reject(CLOSED)
+    this.observer?.sent(message)
     return this.#write('event: message\ndata: ' + JSON.stringify(message) + '\n\n')
   }
 
@@ -88,7 +90,12 @@ export class SseSessionTransport implements SessionTransport {
   deliver (messages: JsonRpcMessage[], extra: McpMessageExtra): void {
     const onmessage = this.onmessage
     if (onmessage === undefined) throw new Error('the session has no MCP server connected')
-    for (let i = 0; i < messages.length; i++) onmessage(messages[i] as JsonRpcMessage, extra)
+    const observer = this.observer
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i] as JsonRpcMessage
+      if (observer === undefined) onmessage(message, extra)
+      else observer.received(message, extra, () => { onmessage(message, extra) })
+    }
   }
 
   close (): Promise<void> {
@@ -109,6 +116,7 @@ export class SseSessionTransport implements SessionTransport {
       this.#terminate('buffer_overflow')
       return Promise.reject(CLOSED)
     }
+    this.observer?.written(Buffer.byteLength(frame))
     if (res.write(frame)) return RESOLVED
     return new Promise((resolve, reject) => {
       this.#drainWaiters.push({ resolve, reject })
@@ -153,6 +161,7 @@ export class SseSessionTransport implements SessionTransport {
     const waiters = this.#drainWaiters
     this.#drainWaiters = []
     for (const w of waiters) w.reject(CLOSED)
+    this.observer?.ended()
     this.onended?.(reason)
     this.onclose?.()
   }

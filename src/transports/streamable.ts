@@ -2,7 +2,7 @@ import type { OutgoingHttpHeaders } from 'node:http'
 import type { JsonRpcMessage, McpMessageExtra, McpSendOptions } from '../mcp.js'
 import { ERROR_TABLE, jsonRpcError } from '../errors.js'
 import { parseEventId, type McpEventStore, type StoredEvent } from './event-store.js'
-import type { CloseReason, ReplyChannel, ResponseSink, SessionTransport } from './transport.js'
+import type { CloseReason, ReplyChannel, ResponseSink, SessionTransport, TransportObserver } from './transport.js'
 
 /** How a POST's replies travel: `auto` answers JSON unless messages precede the result. */
 export type ResponseMode = 'auto' | 'json' | 'sse'
@@ -64,15 +64,17 @@ export class EventStream {
   readonly #settings: StreamSettings
   readonly #onEnd: (reason: 'client_disconnected' | 'buffer_overflow' | 'ended') => void
   readonly #journal: Journal | undefined
+  readonly #onWrite: ((bytes: number) => void) | undefined
   #timer: NodeJS.Timeout | undefined
   #waiters: Array<{ resolve: () => void, reject: (err: Error) => void }> = []
   #ended = false
 
-  constructor (res: ResponseSink, settings: StreamSettings, journal: Journal | undefined, onEnd: (reason: 'client_disconnected' | 'buffer_overflow' | 'ended') => void) {
+  constructor (res: ResponseSink, settings: StreamSettings, journal: Journal | undefined, onEnd: (reason: 'client_disconnected' | 'buffer_overflow' | 'ended') => void, onWrite?: (bytes: number) => void) {
     this.#res = res
     this.#settings = settings
     this.#journal = journal
     this.#onEnd = onEnd
+    this.#onWrite = onWrite
     res.on('close', this.#onClose)
     res.on('drain', this.#onDrain)
   }
@@ -117,6 +119,7 @@ export class EventStream {
       return Promise.reject(CLOSED)
     }
     const frame = (event.id === undefined ? '' : `id: ${event.id}\n`) + 'event: message\ndata: ' + JSON.stringify(event.message) + '\n\n'
+    this.#onWrite?.(Buffer.byteLength(frame))
     if (res.write(frame)) return RESOLVED
     return new Promise((resolve, reject) => { this.#waiters.push({ resolve, reject }) })
   }
@@ -184,6 +187,8 @@ export interface PostReplyOptions {
    * cancellation: the rest of the stream is kept for a `Last-Event-ID` reconnect.
    */
   detach: (journal: Journal, pending: JsonRpcId[]) => void
+  /** Counts bytes written (telemetry). */
+  written?: (bytes: number) => void
 }
 
 /**
@@ -279,7 +284,7 @@ export class PostReply implements ReplyChannel {
         this.#opts.detach(journal, [...this.#pending])
       }
       this.#settle()
-    })
+    }, this.#opts.written)
     this.#stream = stream
     stream.open(this.#opts.headers(), true)
     // Responses collected for a batch before the switch go first.
@@ -294,8 +299,10 @@ export class PostReply implements ReplyChannel {
     const body = this.#opts.batch ? this.#collected : this.#collected[0]
     this.#collected = []
     if (!res.destroyed) {
+      const json = JSON.stringify(body)
+      this.#opts.written?.(Buffer.byteLength(json))
       res.writeHead(200, { ...this.#opts.headers(), 'content-type': 'application/json; charset=utf-8' })
-      res.end(JSON.stringify(body))
+      res.end(json)
     }
     this.#settle()
   }
@@ -339,6 +346,7 @@ export class StreamableSessionTransport implements SessionTransport {
   onended: ((reason: CloseReason) => void) | undefined
   /** The protocol revision the session negotiated (from the initialize result). */
   protocolVersion: string | undefined
+  observer: TransportObserver | undefined = undefined
 
   readonly #opts: StreamableTransportOptions
   readonly #replies = new Map<JsonRpcId, PostReply>()
@@ -367,8 +375,10 @@ export class StreamableSessionTransport implements SessionTransport {
   }
 
   /** Settings for the reply to one POST (its stream's journal and what to do if left). */
-  replyHooks (): Pick<PostReplyOptions, 'journal' | 'detach'> {
+  replyHooks (): Pick<PostReplyOptions, 'journal' | 'detach' | 'written'> {
+    const observer = this.observer
     return {
+      ...(observer === undefined ? {} : { written: observer.written }),
       journal: () => this.#journal(),
       detach: (journal, pending) => {
         const d: Detached = { journal, pending: new Set(pending), writer: undefined }
@@ -406,6 +416,7 @@ export class StreamableSessionTransport implements SessionTransport {
 
   send (message: JsonRpcMessage, options?: McpSendOptions): Promise<void> {
     if (this.#closed) return Promise.reject(CLOSED)
+    this.observer?.sent(message)
     const id = responseId(message)
     if (id !== undefined) {
       const reply = this.#replies.get(id)
@@ -496,7 +507,12 @@ export class StreamableSessionTransport implements SessionTransport {
     } else {
       this.#touch()
     }
-    for (let i = 0; i < messages.length; i++) onmessage(messages[i] as JsonRpcMessage, extra)
+    const observer = this.observer
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i] as JsonRpcMessage
+      if (observer === undefined) onmessage(message, extra)
+      else observer.received(message, extra, () => { onmessage(message, extra) })
+    }
   }
 
   /** Opens the standalone stream on `res`; false when one is open already (409). */
@@ -512,7 +528,7 @@ export class StreamableSessionTransport implements SessionTransport {
       // A standalone stream that overflowed means a client that stopped reading.
       if (reason === 'buffer_overflow') this.terminate('buffer_overflow')
       else this.#armIdle()
-    })
+    }, this.observer?.written)
     this.#standalone = stream
     this.#standaloneUsed = true
     this.#disarmIdle()
@@ -537,6 +553,7 @@ export class StreamableSessionTransport implements SessionTransport {
     this.#standalone?.end()
     this.#standalone = undefined
     if (this.#opts.eventStore !== undefined) void Promise.resolve(this.#opts.eventStore.dropSession(this.sessionId)).catch(() => {})
+    this.observer?.ended()
     this.onended?.(reason)
     this.onclose?.()
   }

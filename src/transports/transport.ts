@@ -16,6 +16,18 @@ export interface ReplyChannel {
   readonly requestIds: ReadonlyArray<string | number>
 }
 
+/** Who watches a session's traffic (metrics, traces); set by the store when telemetry is on. */
+export interface TransportObserver {
+  /** A message from the client; `deliver` hands it to the server (inside the message's trace context). */
+  received: (message: JsonRpcMessage, extra: McpMessageExtra, deliver: () => void) => void
+  /** A message the server sent to the client. */
+  sent: (message: JsonRpcMessage) => void
+  /** Bytes of events written to the client. */
+  written: (bytes: number) => void
+  /** The transport ended: requests still open end with it. */
+  ended: () => void
+}
+
 /**
  * What the session store needs of a session's transport, whatever its wire protocol:
  * the SDK's `Transport` (the server side), plus a way in for the client's messages and a
@@ -40,6 +52,8 @@ export interface SessionTransport extends McpTransport {
   terminate (reason: CloseReason): void
   /** Set by the store: called once when the transport ends. */
   onended: ((reason: CloseReason) => void) | undefined
+  /** Set by the store when telemetry is on. */
+  observer: TransportObserver | undefined
 }
 
 /**

@@ -1,0 +1,296 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { JsonRpcMessage } from './mcp.js'
+import type { CloseReason, TransportObserver } from './transports/transport.js'
+
+/** Where a message came in: the two session transports, or a 2026-07-28 request. */
+export type TelemetryTransport = 'sse' | 'streamable' | 'modern'
+
+/** What the gauges read when Prometheus scrapes. */
+export interface TelemetrySource {
+  sessions: () => { sse: number, streamable: number }
+  /** Open streams: HTTP+SSE streams, Streamable standalone GET streams, listen streams. */
+  streams: () => { sse: number, streamable: number, listen: number }
+  /** Redis link: undefined without Redis. */
+  redisUp: () => boolean | undefined
+}
+
+export interface TelemetryOptions {
+  metrics: boolean
+  tracing: boolean
+}
+
+/** The methods of MCP (every revision): other values are reported as `other`, so a client cannot grow the label set. */
+const METHODS = new Set([
+  'initialize', 'notifications/initialized', 'ping', 'tools/list', 'tools/call', 'prompts/list', 'prompts/get',
+  'resources/list', 'resources/templates/list', 'resources/read', 'resources/subscribe', 'resources/unsubscribe',
+  'completion/complete', 'logging/setLevel', 'notifications/cancelled', 'notifications/progress',
+  'notifications/roots/list_changed', 'server/discover', 'subscriptions/listen', 'tasks/get', 'tasks/list',
+  'tasks/result', 'tasks/cancel', 'sampling/createMessage', 'elicitation/create', 'roots/list'
+])
+/** Tool names are the server's, but clients send them: the first this many are labels, the rest `other`. */
+const MAX_TOOL_NAMES = 100
+/** As OpenTelemetry's MCP conventions advise for `mcp.server.operation.duration` and `mcp.server.session.duration`. */
+const DURATION_BUCKETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+
+const PROTOCOL_VERSION_KEY = 'io.modelcontextprotocol/protocolVersion'
+
+type Labels = 'mcp_method_name' | 'gen_ai_tool_name' | 'error_type' | 'network_transport' | 'mcp_protocol_version'
+
+/** One JSON-RPC request being served: from arrival to its response. */
+interface Operation {
+  start: bigint
+  method: string
+  tool: string | undefined
+  span: Span | undefined
+}
+
+function params (message: JsonRpcMessage): Record<string, unknown> | undefined {
+  const p = message.params
+  return typeof p === 'object' && p !== null && !Array.isArray(p) ? p as Record<string, unknown> : undefined
+}
+
+function requestId (message: JsonRpcMessage): string | number | undefined {
+  return typeof message.id === 'string' || typeof message.id === 'number' ? message.id : undefined
+}
+
+/** What `error.type` is for an answer: the JSON-RPC error code, `tool_error` for a tool result with isError, else none. */
+function errorTypeOf (message: JsonRpcMessage): string {
+  const error = message.error as { code?: unknown } | undefined
+  if (error !== undefined) return typeof error.code === 'number' ? String(error.code) : '_OTHER'
+  return (message.result as { isError?: unknown } | undefined)?.isError === true ? 'tool_error' : ''
+}
+
+/**
+ * Metrics (prom-client) and traces (@opentelemetry/api) by the OpenTelemetry MCP semantic
+ * conventions, plus what operators of this plugin watch. The transports and the store
+ * report to it; it keeps nothing of a message but its method, ids and timing.
+ */
+export class Telemetry {
+  /** The plugin's metrics: merge it into your own registry, or serve it with `metrics.path`. */
+  readonly registry: Registry | undefined
+  readonly #tracer: Tracer | undefined
+  readonly #tools = new Set<string>()
+  readonly #operation: Histogram<Labels> | undefined
+  readonly #session: Histogram<'network_transport' | 'mcp_protocol_version' | 'mcp_transport' | 'reason'> | undefined
+  readonly #opened: Counter<'mcp_transport'> | undefined
+  readonly #closed: Counter<'mcp_transport' | 'reason'> | undefined
+  readonly #received: Counter<'mcp_transport'> | undefined
+  readonly #sent: Counter<'mcp_transport'> | undefined
+  readonly #bytes: Counter<'mcp_transport'> | undefined
+  readonly #errors: Counter<'type' | 'status'> | undefined
+  readonly #forwards: Counter<'kind' | 'outcome'> | undefined
+  readonly #forwardTime: Histogram<'kind'> | undefined
+
+  constructor (opts: TelemetryOptions, source: TelemetrySource) {
+    this.#tracer = opts.tracing ? trace.getTracer('fastify-mcp-sse') : undefined
+    if (!opts.metrics) {
+      this.registry = undefined
+      return
+    }
+    const registers = [new Registry()]
+    this.registry = registers[0]
+    this.#operation = new Histogram({
+      name: 'mcp_server_operation_duration_seconds',
+      help: 'Duration of MCP requests served (OpenTelemetry mcp.server.operation.duration)',
+      labelNames: ['mcp_method_name', 'gen_ai_tool_name', 'error_type', 'network_transport', 'mcp_protocol_version'],
+      buckets: DURATION_BUCKETS,
+      registers
+    })
+    this.#session = new Histogram({
+      name: 'mcp_server_session_duration_seconds',
+      help: 'Duration of MCP sessions (OpenTelemetry mcp.server.session.duration)',
+      labelNames: ['network_transport', 'mcp_protocol_version', 'mcp_transport', 'reason'],
+      buckets: [1, 5, 30, 60, 300, 600, 1800, 3600, 14400, 86400],
+      registers
+    })
+    const gauge = (name: string, help: string, read: (g: Gauge<'mcp_transport'>) => void): void => {
+      // eslint-disable-next-line no-new
+      new Gauge({ name, help, labelNames: ['mcp_transport'], registers, collect () { read(this) } })
+    }
+    gauge('mcp_sessions_open', 'Sessions open on this instance, by transport', g => {
+      const s = source.sessions()
+      g.set({ mcp_transport: 'sse' }, s.sse)
+      g.set({ mcp_transport: 'streamable' }, s.streamable)
+    })
+    gauge('mcp_streams_open', 'Streams open on this instance: HTTP+SSE, Streamable GET streams, 2026-07-28 listen streams', g => {
+      const s = source.streams()
+      g.set({ mcp_transport: 'sse' }, s.sse)
+      g.set({ mcp_transport: 'streamable' }, s.streamable)
+      g.set({ mcp_transport: 'modern' }, s.listen)
+    })
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name: 'mcp_redis_up',
+      help: '1 while the link to Redis is up (absent without Redis)',
+      registers,
+      collect () {
+        const up = source.redisUp()
+        if (up !== undefined) this.set(up ? 1 : 0)
+      }
+    })
+    this.#opened = new Counter({ name: 'mcp_sessions_opened_total', help: 'Sessions opened', labelNames: ['mcp_transport'], registers })
+    this.#closed = new Counter({ name: 'mcp_sessions_closed_total', help: 'Sessions ended, by reason (buffer_overflow: a client that stopped reading was cut off)', labelNames: ['mcp_transport', 'reason'], registers })
+    this.#received = new Counter({ name: 'mcp_messages_received_total', help: 'JSON-RPC messages from clients', labelNames: ['mcp_transport'], registers })
+    this.#sent = new Counter({ name: 'mcp_messages_sent_total', help: 'JSON-RPC messages to clients', labelNames: ['mcp_transport'], registers })
+    this.#bytes = new Counter({ name: 'mcp_bytes_written_total', help: 'Bytes of events written to session streams', labelNames: ['mcp_transport'], registers })
+    this.#errors = new Counter({ name: 'mcp_http_errors_total', help: 'Requests answered with an error, by error type (authentication_error, rate_limited, ...) and status', labelNames: ['type', 'status'], registers })
+    this.#forwards = new Counter({ name: 'mcp_cluster_forwards_total', help: 'Messages and requests sent to the instance holding their session', labelNames: ['kind', 'outcome'], registers })
+    this.#forwardTime = new Histogram({ name: 'mcp_cluster_forward_duration_seconds', help: 'Time to hand a message or request to the instance holding its session', labelNames: ['kind'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers })
+  }
+
+  /** What a session's transport reports to: its messages, timed and traced. */
+  observe (sessionId: string, transport: 'sse' | 'streamable', protocolVersion: () => string | undefined): TransportObserver | undefined {
+    if (this.registry === undefined && this.#tracer === undefined) return undefined
+    const ops = new Map<string | number, Operation>()
+    let version: string | undefined
+    return {
+      received: (message, extra, deliver) => {
+        this.#received?.inc({ mcp_transport: transport })
+        const method = typeof message.method === 'string' ? message.method : undefined
+        if (method === undefined) {
+          deliver()
+          return
+        }
+        const id = requestId(message)
+        const op = this.#start(message, method, { transport: 'tcp', sessionId, version: version ?? protocolVersion(), headers: extra.requestInfo?.headers })
+        if (id !== undefined) ops.set(id, op)
+        this.#run(op, deliver)
+        // A notification is done once handed over (only requests are timed).
+        if (id === undefined) op.span?.end()
+      },
+      sent: message => {
+        this.#sent?.inc({ mcp_transport: transport })
+        const id = requestId(message)
+        if (id === undefined || typeof message.method === 'string') return
+        const op = ops.get(id)
+        if (op === undefined) return
+        ops.delete(id)
+        const result = message.result as { protocolVersion?: unknown } | undefined
+        if (op.method === 'initialize' && typeof result?.protocolVersion === 'string') version = result.protocolVersion
+        this.#finish(op, errorTypeOf(message), version ?? protocolVersion())
+      },
+      written: bytes => { this.#bytes?.inc({ mcp_transport: transport }, bytes) },
+      ended: () => {
+        for (const op of ops.values()) this.#finish(op, 'cancelled', version ?? protocolVersion())
+        ops.clear()
+      }
+    }
+  }
+
+  /**
+   * A 2026-07-28 request: one message, one operation, answered when its HTTP response
+   * ends. `run` serves it inside the operation's trace context.
+   */
+  async modern<T> (message: unknown, headers: IncomingHttpHeaders, run: () => Promise<T>, errorType: (result: T) => string): Promise<T> {
+    const m = (typeof message === 'object' && message !== null ? message : {}) as JsonRpcMessage
+    this.#received?.inc({ mcp_transport: 'modern' })
+    const method = typeof m.method === 'string' ? m.method : 'other'
+    const meta = params(m)?._meta as Record<string, unknown> | undefined
+    const version = typeof meta?.[PROTOCOL_VERSION_KEY] === 'string' ? meta[PROTOCOL_VERSION_KEY] : undefined
+    const op = this.#start(m, method, { transport: 'tcp', sessionId: undefined, version, headers })
+    let outcome = '_OTHER'
+    try {
+      const result = await (op.span === undefined ? run() : context.with(trace.setSpan(this.#parent(m, headers), op.span), run))
+      outcome = errorType(result)
+      return result
+    } finally {
+      this.#sent?.inc({ mcp_transport: 'modern' })
+      this.#finish(op, outcome, version)
+    }
+  }
+
+  sessionOpened (transport: 'sse' | 'streamable'): void {
+    this.#opened?.inc({ mcp_transport: transport })
+  }
+
+  sessionEnded (transport: 'sse' | 'streamable', createdAt: number, reason: CloseReason, protocolVersion: string | undefined): void {
+    this.#closed?.inc({ mcp_transport: transport, reason })
+    this.#session?.observe({ network_transport: 'tcp', mcp_protocol_version: protocolVersion ?? '', mcp_transport: transport, reason }, (Date.now() - createdAt) / 1000)
+  }
+
+  /** A request answered with one of the plugin's errors (auth failures and rate limits among them). */
+  httpError (type: string, status: number): void {
+    this.#errors?.inc({ type, status: String(status) })
+  }
+
+  /** Times a hand-over to another instance; `outcome` names what came of it. */
+  async forwarded<T> (kind: 'forward' | 'relay', send: () => Promise<T>, outcome: (result: T) => string): Promise<T> {
+    if (this.#forwards === undefined) return await send()
+    const start = process.hrtime.bigint()
+    try {
+      const result = await send()
+      this.#forwards.inc({ kind, outcome: outcome(result) })
+      return result
+    } catch (err) {
+      this.#forwards.inc({ kind, outcome: 'error' })
+      throw err
+    } finally {
+      this.#forwardTime?.observe({ kind }, Number(process.hrtime.bigint() - start) / 1e9)
+    }
+  }
+
+  #tool (name: unknown): string | undefined {
+    if (typeof name !== 'string') return undefined
+    if (this.#tools.has(name)) return name
+    if (this.#tools.size >= MAX_TOOL_NAMES) return 'other'
+    this.#tools.add(name)
+    return name
+  }
+
+  #start (message: JsonRpcMessage, method: string, at: { transport: string, sessionId: string | undefined, version: string | undefined, headers: IncomingHttpHeaders | undefined }): Operation {
+    const p = params(message)
+    const tool = method === 'tools/call' ? this.#tool(p?.name) : undefined
+    const op: Operation = { start: process.hrtime.bigint(), method: METHODS.has(method) ? method : 'other', tool, span: undefined }
+    const tracer = this.#tracer
+    if (tracer === undefined) return op
+    // The conventions' span name: the method, then what it acts on (tool, prompt, resource).
+    const target = typeof p?.name === 'string' ? p.name : typeof p?.uri === 'string' ? p.uri : undefined
+    const attributes: Record<string, string | number> = { 'mcp.method.name': method, 'network.transport': at.transport, 'network.protocol.name': 'http' }
+    const id = requestId(message)
+    if (id !== undefined) attributes['jsonrpc.request.id'] = String(id)
+    if (at.sessionId !== undefined) attributes['mcp.session.id'] = at.sessionId
+    if (at.version !== undefined) attributes['mcp.protocol.version'] = at.version
+    if (method === 'tools/call' && typeof p?.name === 'string') {
+      attributes['gen_ai.tool.name'] = p.name
+      attributes['gen_ai.operation.name'] = 'execute_tool'
+    } else if (method === 'prompts/get' && typeof p?.name === 'string') attributes['gen_ai.prompt.name'] = p.name
+    else if (typeof p?.uri === 'string') attributes['mcp.resource.uri'] = p.uri
+    op.span = tracer.startSpan(target === undefined ? method : `${method} ${target}`, { kind: SpanKind.SERVER, attributes }, this.#parent(message, at.headers))
+    return op
+  }
+
+  /** The parent of a message's span: `_meta.traceparent` when the client sent one, else the HTTP request's. */
+  #parent (message: JsonRpcMessage, headers: IncomingHttpHeaders | undefined): Context {
+    const meta = params(message)?._meta as Record<string, unknown> | undefined
+    if (typeof meta?.traceparent === 'string') return propagation.extract(ROOT_CONTEXT, meta)
+    return headers === undefined ? context.active() : propagation.extract(context.active(), headers)
+  }
+
+  /** Hands the message to the server inside its span's context, so the tool's own spans are its children. */
+  #run (op: Operation, deliver: () => void): void {
+    if (op.span === undefined) deliver()
+    else context.with(trace.setSpan(context.active(), op.span), deliver)
+  }
+
+  #finish (op: Operation, errorType: string, version: string | undefined): void {
+    const seconds = Number(process.hrtime.bigint() - op.start) / 1e9
+    this.#operation?.observe({
+      mcp_method_name: op.method,
+      gen_ai_tool_name: op.tool ?? '',
+      error_type: errorType,
+      network_transport: 'tcp',
+      mcp_protocol_version: version ?? ''
+    }, seconds)
+    const span = op.span
+    if (span === undefined) return
+    if (version !== undefined) span.setAttribute('mcp.protocol.version', version)
+    if (errorType !== '') {
+      span.setAttribute('error.type', errorType)
+      span.setStatus({ code: SpanStatusCode.ERROR })
+    }
+    span.end()
+  }
+}
+

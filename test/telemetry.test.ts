@@ -1,0 +1,258 @@
+// Operating it: Prometheus metrics scraped over HTTP and checked against what the test
+// did, OpenTelemetry spans collected with the SDK's in-memory exporter, and the health
+// view. The OpenTelemetry globals are set once for this file (its own process).
+import http from 'node:http'
+import t from 'tap'
+import { context, propagation, trace } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
+import { z } from 'zod'
+import { ApiKeyAuthProvider } from '../src/index.js'
+import { buildExampleServerV2 } from '../example/mcp-server-v2.js'
+import { PrivateRedis, REDIS_URL, startInstance, testPrefix } from './support/cluster.js'
+import { startApp, until } from './support/helpers.js'
+
+const exporter = new InMemorySpanExporter()
+trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }))
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+propagation.setGlobalPropagator(new W3CTraceContextPropagator())
+
+/** A v1 server with echo, a tool that reports the span it runs in, and a tool that fails. */
+function server (): McpServer {
+  const s = new McpServer({ name: 'telemetry', version: '1' }, { capabilities: { logging: {} } })
+  s.registerTool('echo', { inputSchema: { text: z.string() } }, async ({ text }) => ({ content: [{ type: 'text', text }] }))
+  s.registerTool('span', {}, async () => ({ content: [{ type: 'text', text: trace.getActiveSpan()?.spanContext().spanId ?? 'none' }] }))
+  s.registerTool('fail', {}, async () => ({ isError: true, content: [{ type: 'text', text: 'no' }] }))
+  return s
+}
+
+/** Parses the Prometheus text format into `name{labels}` -> value. */
+function parse (text: string): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue
+    const i = line.lastIndexOf(' ')
+    out.set(line.slice(0, i), Number(line.slice(i + 1)))
+  }
+  return out
+}
+
+/** The value of the one series of `name` whose labels include all of `labels` (0 if none). */
+function value (metrics: Map<string, number>, name: string, labels: Record<string, string> = {}): number {
+  let found = 0
+  for (const [key, v] of metrics) {
+    const brace = key.indexOf('{')
+    if ((brace === -1 ? key : key.slice(0, brace)) !== name) continue
+    if (Object.entries(labels).every(([k, want]) => key.includes(`${k}="${want}"`))) found += v
+  }
+  return found
+}
+
+async function scrape (base: string, path = '/metrics'): Promise<Map<string, number>> {
+  const res = await fetch(`${base}${path}`)
+  if (res.status !== 200) throw new Error(`scrape: ${res.status}`)
+  return parse(await res.text())
+}
+
+t.test('metrics: scraped over HTTP, every value what the test did', async t => {
+  const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'k', principal: 'p' }] }), endpoints: { sse: false, messages: false, mcp: true } }
+  const { app, base } = await startApp(t, { server, metrics: { path: '/metrics' }, auth })
+  t.ok(app.mcpMetrics, 'the registry is on the instance')
+  const headers = { 'x-api-key': 'k' }
+  const a = new Client({ name: 'a', version: '1' })
+  await a.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers } }))
+  const b = new Client({ name: 'b', version: '1' })
+  await b.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers } }))
+  const c = new Client({ name: 'c', version: '1' })
+  await c.connect(new SSEClientTransport(new URL(`${base}/sse`)))
+  t.teardown(() => c.close())
+  for (let i = 0; i < 3; i++) await a.callTool({ name: 'echo', arguments: { text: 'x' } })
+  await b.callTool({ name: 'echo', arguments: { text: 'y' } })
+  await c.callTool({ name: 'echo', arguments: { text: 'z' } })
+  await a.callTool({ name: 'fail', arguments: {} })
+  await a.callTool({ name: 'no-such-tool', arguments: {} }).catch(() => {})
+  t.equal((await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' })).status, 401)
+  await (a.transport as StreamableHTTPClientTransport).terminateSession()
+  await a.close()
+  await until(() => app.mcpSessions.size === 2, 5000, 'a to end')
+
+  const m = await scrape(base)
+  t.equal(value(m, 'mcp_sessions_opened_total', { mcp_transport: 'streamable' }), 2)
+  t.equal(value(m, 'mcp_sessions_opened_total', { mcp_transport: 'sse' }), 1)
+  t.equal(value(m, 'mcp_sessions_closed_total', { mcp_transport: 'streamable', reason: 'deleted_by_client' }), 1)
+  t.equal(value(m, 'mcp_sessions_open', { mcp_transport: 'streamable' }), 1)
+  t.equal(value(m, 'mcp_sessions_open', { mcp_transport: 'sse' }), 1)
+  t.equal(value(m, 'mcp_streams_open', { mcp_transport: 'sse' }), 1)
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'tools/call', gen_ai_tool_name: 'echo', error_type: '' }), 5, 'five echo calls, both transports')
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { gen_ai_tool_name: 'fail', error_type: 'tool_error' }), 1, 'a tool result with isError')
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { gen_ai_tool_name: 'no-such-tool' }), 1)
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'initialize', mcp_protocol_version: '2025-11-25' }), 3, 'the protocol version as a label (three sessions)')
+  t.equal(value(m, 'mcp_server_session_duration_seconds_count', { reason: 'deleted_by_client' }), 1)
+  t.equal(value(m, 'mcp_http_errors_total', { type: 'authentication_error', status: '401' }), 1, 'the auth failure')
+  t.equal(value(m, 'mcp_messages_received_total', { mcp_transport: 'streamable' }), 10, 'a: initialize, initialized, five calls; b: initialize, initialized, one call')
+  t.ok(value(m, 'mcp_bytes_written_total', { mcp_transport: 'sse' }) > 0)
+  t.equal(value(m, 'mcp_redis_up'), 0, 'no Redis, no series')
+  for (const key of m.keys()) t.notMatch(key, /[0-9a-f]{8}-[0-9a-f]{4}-/, `no session id in a label: ${key.slice(0, 60)}`)
+  await b.close()
+})
+
+t.test('metrics: a client that stopped reading is counted as a backpressure close; unknown methods and tool names stay bounded', async t => {
+  const servers: McpServer[] = []
+  const { app, base } = await startApp(t, {
+    maxBufferedBytes: 64 * 1024,
+    server: () => { const s = server(); servers.push(s); return s }
+  })
+  const reg = app.mcpMetrics
+  if (reg === null) throw new Error('no registry')
+  const init = await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) })
+  const sessionId = init.headers.get('mcp-session-id') as string
+  await init.text()
+  const req = http.get(`${base}/mcp`, { headers: { accept: 'text/event-stream', 'mcp-session-id': sessionId } })
+  req.on('response', res => { res.pause() })
+  req.on('error', () => {})
+  t.teardown(() => req.destroy())
+  await until(() => app.mcpSessions.get(sessionId)?.transport !== undefined && (app.mcpSessions.get(sessionId)?.transport as { hasStream?: boolean }).hasStream === true, 5000, 'the stream')
+  const s = servers[0] as McpServer
+  for (let i = 0; i < 400 && app.mcpSessions.has(sessionId); i++) {
+    await Promise.race([
+      s.server.notification({ method: 'notifications/message', params: { level: 'info', data: 'x'.repeat(16 * 1024) } }).catch(() => {}),
+      new Promise(resolve => setTimeout(resolve, 5))
+    ])
+  }
+  await until(() => !app.mcpSessions.has(sessionId), 5000, 'the session to be cut off')
+  const m = parse(await reg.metrics())
+  t.equal(value(m, 'mcp_sessions_closed_total', { reason: 'buffer_overflow' }), 1)
+
+  // Methods and tool names clients make up do not become labels beyond a bound.
+  const init2 = await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) })
+  const id2 = init2.headers.get('mcp-session-id') as string
+  await init2.text()
+  const send = async (body: object): Promise<void> => {
+    await (await fetch(`${base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': id2, 'mcp-protocol-version': '2025-11-25' }, body: JSON.stringify(body) })).text()
+  }
+  await send({ jsonrpc: '2.0', id: 1, method: 'made/up' })
+  for (let i = 0; i < 120; i++) await send({ jsonrpc: '2.0', id: 10 + i, method: 'tools/call', params: { name: `random-${i}`, arguments: {} } })
+  const after = parse(await reg.metrics())
+  t.equal(value(after, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'other' }), 1, 'an unknown method is "other"')
+  const toolLabels = new Set([...after.keys()].filter(k => k.startsWith('mcp_server_operation_duration_seconds_count')).map(k => /gen_ai_tool_name="([^"]*)"/.exec(k)?.[1]))
+  t.ok(toolLabels.size <= 102, `tool names are bounded (${toolLabels.size} label values)`)
+  t.ok(toolLabels.has('other'))
+})
+
+const spans = (): ReadableSpan[] => exporter.getFinishedSpans()
+
+t.test('traces: a SERVER span per message, named and attributed by the conventions, parented on _meta.traceparent or the request header, the tool running inside it', async t => {
+  exporter.reset()
+  const { base } = await startApp(t, { server })
+  const client = new Client({ name: 'a', version: '1' })
+  const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' } } })
+  await client.connect(transport)
+  t.teardown(() => client.close())
+  const inner = await client.callTool({ name: 'span', arguments: {} })
+  await client.callTool({ name: 'fail', arguments: {} })
+  await client.callTool({ name: 'echo', arguments: { text: 'x' }, _meta: { traceparent: '00-33333333333333333333333333333333-4444444444444444-01' } })
+  await until(() => spans().some(s => s.name === 'tools/call echo'), 5000, 'the echo span')
+
+  const spanCall = spans().find(s => s.name === 'tools/call span')
+  t.ok(spanCall, 'named "{method} {tool}"')
+  t.equal(spanCall?.kind, 1, 'SERVER')
+  t.match(spanCall?.attributes, {
+    'mcp.method.name': 'tools/call',
+    'gen_ai.tool.name': 'span',
+    'gen_ai.operation.name': 'execute_tool',
+    'mcp.session.id': String,
+    'jsonrpc.request.id': String,
+    'mcp.protocol.version': '2025-11-25',
+    'network.transport': 'tcp'
+  })
+  t.equal(spanCall?.spanContext().traceId, '11111111111111111111111111111111', 'parented on the HTTP request\'s traceparent')
+  t.equal(spanCall?.parentSpanContext?.spanId, '2222222222222222')
+  const first = (inner as { content: Array<{ text: string }> }).content[0]
+  t.equal(first?.text, spanCall?.spanContext().spanId, 'the tool ran inside the span (its context is the active one)')
+
+  const failed = spans().find(s => s.name === 'tools/call fail')
+  t.equal(failed?.status.code, 2, 'ERROR status')
+  t.equal(failed?.attributes['error.type'], 'tool_error')
+  const echo = spans().find(s => s.name === 'tools/call echo')
+  t.equal(echo?.spanContext().traceId, '33333333333333333333333333333333', '_meta.traceparent wins over the header')
+  t.equal(echo?.parentSpanContext?.spanId, '4444444444444444')
+  t.ok(spans().some(s => s.name === 'notifications/initialized'), 'notifications get spans too')
+  t.ok(spans().some(s => s.name === 'initialize'))
+})
+
+t.test('traces and metrics of 2026-07-28 requests; tracing and metrics off', async t => {
+  exporter.reset()
+  const { app, base } = await startApp(t, { server: () => buildExampleServerV2() })
+  const res = await fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'm' }, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {}, traceparent: '00-55555555555555555555555555555555-6666666666666666-01' } } })
+  })
+  t.equal(res.status, 200)
+  await res.text()
+  await until(() => spans().some(s => s.name === 'tools/call echo'), 5000, 'the span')
+  const span = spans().find(s => s.name === 'tools/call echo')
+  t.equal(span?.spanContext().traceId, '55555555555555555555555555555555')
+  t.equal(span?.attributes['mcp.protocol.version'], '2026-07-28')
+  const m = parse(await (app.mcpMetrics as NonNullable<typeof app.mcpMetrics>).metrics())
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { gen_ai_tool_name: 'echo', mcp_protocol_version: '2026-07-28' }), 1)
+  t.equal(value(m, 'mcp_messages_received_total', { mcp_transport: 'modern' }), 1)
+
+  exporter.reset()
+  const off = await startApp(t, { server, tracing: false, metrics: false })
+  t.equal(off.app.mcpMetrics, null)
+  const client = new Client({ name: 'a', version: '1' })
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${off.base}/mcp`)))
+  await client.callTool({ name: 'echo', arguments: { text: 'x' } })
+  await client.close()
+  t.same(spans(), [], 'no spans with tracing: false')
+  t.equal((await fetch(`${off.base}/metrics`)).status, 404, 'no metrics route unless asked')
+})
+
+t.test('cluster forwards are counted and timed; health answers 503 while Redis is away', async t => {
+  const redis = await PrivateRedis.start(t)
+  const keyPrefix = testPrefix()
+  const a = await startInstance(t, { server, redis: { url: redis.url, keyPrefix }, health: { path: '/health' } })
+  const b = await startInstance(t, { server, redis: { url: redis.url, keyPrefix }, health: { path: '/health' }, metrics: { path: '/metrics' } })
+  const init = await fetch(`${a.base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) })
+  const id = init.headers.get('mcp-session-id') as string
+  await init.text()
+  const ping = await fetch(`${b.base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': id, 'mcp-protocol-version': '2025-11-25' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) })
+  t.equal(ping.status, 200)
+  const m = await scrape(b.base)
+  t.equal(value(m, 'mcp_cluster_forwards_total', { kind: 'relay', outcome: 'delivered' }), 1)
+  t.equal(value(m, 'mcp_cluster_forward_duration_seconds_count', { kind: 'relay' }), 1)
+  t.equal(value(m, 'mcp_redis_up'), 1)
+  const healthy = await fetch(`${b.base}/health`)
+  t.equal(healthy.status, 200)
+  t.match(await healthy.json(), { ready: true, redis: 'up', sessions: { sse: 0, streamable: 0 }, modern: { inFlight: 0, listening: 0 } })
+  t.match(a.app.mcpHealth(), { ready: true, sessions: { streamable: 1 } })
+  await redis.down()
+  await until(() => b.app.mcpHealth().redis === 'down', 5000, 'B to notice')
+  const down = await fetch(`${b.base}/health`)
+  t.equal(down.status, 503, 'not ready while Redis is away')
+  t.match(await down.json(), { ready: false, redis: 'down' })
+  t.equal(value(await scrape(b.base), 'mcp_redis_up'), 0)
+  void REDIS_URL
+})
+
+t.test('the metrics route takes the auth provider when asked; options are checked', async t => {
+  const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'k', principal: 'p' }] }) }
+  const { base } = await startApp(t, { server, auth, metrics: { path: '/metrics', auth: true } })
+  t.equal((await fetch(`${base}/metrics`)).status, 401)
+  t.equal((await fetch(`${base}/metrics`, { headers: { 'x-api-key': 'k' } })).status, 200)
+  const open = await startApp(t, { server, auth, metrics: { path: '/metrics' } })
+  t.equal((await fetch(`${open.base}/metrics`)).status, 200, 'outside the MCP routes\' auth by default')
+  const Fastify = (await import('fastify')).default
+  const mcpSse = (await import('../src/index.js')).default
+  for (const [opts, option] of [[{ metrics: { path: 'metrics' } }, 'metrics.path'], [{ metrics: 'yes' }, 'metrics'], [{ tracing: 1 }, 'tracing'], [{ health: { path: 'x' } }, 'health.path'], [{ health: true }, 'health']] as const) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(mcpSse, { server, ...(opts as object) }) }, { code: 'FST_ERR_MCP_SSE_INVALID_OPTION', message: new RegExp(option.replace('.', '\\.')) })
+    await app.close()
+  }
+})
