@@ -269,7 +269,11 @@ export function mcpErrorHandler ({ maxMessageSize, isOpen, answered }: ErrorHand
   return function mcpErrorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
     let type = errorTypeOf(err)
     let status = ERROR_TABLE[type].status
-    if (type === 'internal_error' && typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    if (type === 'internal_error' && err.statusCode === 429) {
+      // A rate limit the host registered for every route (@fastify/rate-limit, global).
+      type = 'rate_limited'
+      status = 429
+    } else if (type === 'internal_error' && typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
       // Some other client error Fastify raised (a malformed request line, say).
       type = 'invalid_request'
       status = err.statusCode

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import { authHook } from './auth/hook.js'
 import { requestGuard } from './guard.js'
 import { resolveOptions, type McpSseOptions, type ResolvedCors, type ResolvedOptions } from './options.js'
+import { rateLimits } from './rate-limit.js'
 import type { RouteContext } from './routes/context.js'
 import { messagesRoute } from './routes/messages.js'
 import { resourceMetadataRoutes } from './routes/metadata.js'
@@ -20,6 +21,7 @@ import type { StreamableSessionTransport } from './transports/streamable.js'
 import { RedisEventStore } from './transports/redis-event-store.js'
 
 export type { McpSseOptions, McpSseCorsOptions, McpSessionContext, McpRedisOptions } from './options.js'
+export type { McpRateLimitOptions, McpRateLimitBudget } from './options.js'
 export type { McpServerLike, McpTransport, McpAuthInfo, McpMessageExtra, JsonRpcMessage } from './mcp.js'
 export type { McpSession, McpSessionStore, McpSessionInfo, McpEvents, McpHealth } from './session/types.js'
 export type { McpErrorType, JsonRpcErrorBody } from './errors.js'
@@ -98,7 +100,8 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
       mcpPost: hooks(true, auth?.mcp ?? false, mcpCors),
       mcp: hooks(false, auth?.mcp ?? false, mcpCors),
       mcpPreflight: hooks(false, false, mcpCors)
-    }
+    },
+    limits: await rateLimits(scope, options, store.redis)
   }
   const openSseSession = options.endpoint === false ? undefined : sseStreamHandler(routes)
   if (options.endpoint !== false) {

@@ -57,6 +57,42 @@ export interface McpRedisOptions {
   connectTimeout?: number
 }
 
+/** One rate-limit budget: at most `max` within `timeWindow`, per principal (or client address). */
+export interface McpRateLimitBudget {
+  /** How many the window allows (an integer, at least 1). */
+  max: number
+  /**
+   * The window: milliseconds, or a string such as "30s", "1 minute", "1h" (units ms, s,
+   * m, h, d, long forms included).
+   */
+  timeWindow: number | string
+}
+
+/**
+ * Rate limits of the plugin's routes (`@fastify/rate-limit`, in the plugin's scope only).
+ * Each budget is counted per principal when the request is authenticated, else per client
+ * address (`request.ip`, so the host's `trustProxy` applies); with `redis`, across every
+ * instance. Over a budget: 429 `rate_limited` with `Retry-After`.
+ */
+export interface McpRateLimitOptions {
+  /**
+   * Opening sessions and streams: `GET {endpoint}`, `initialize` without
+   * `Mcp-Session-Id`, every `GET {mcpEndpoint}`, and 2026-07-28 `subscriptions/listen`.
+   * `false`: not limited. @default { max: 60, timeWindow: "1 minute" }
+   */
+  open?: McpRateLimitBudget | false
+  /**
+   * Every JSON-RPC message POSTed (each message of a batch counts), on every transport.
+   * `false`: not limited. @default { max: 600, timeWindow: "1 minute" }
+   */
+  messages?: McpRateLimitBudget | false
+  /**
+   * Budgets of their own for some JSON-RPC methods, such as `{ "tools/call": { max: 120,
+   * timeWindow: "1 minute" } }` (each message of a batch counts). @default {}
+   */
+  methods?: Record<string, McpRateLimitBudget>
+}
+
 export interface McpSseOptions {
   /**
    * Factory for the MCP server of one session: an `McpServer` or `Server` of
@@ -185,6 +221,12 @@ export interface McpSseOptions {
    * service is needed. @default undefined
    */
   redis?: McpRedisOptions
+  /**
+   * Rate limits of the plugin's routes, per principal or client address (see
+   * {@link McpRateLimitOptions}); `{}` turns them on with the defaults. The host app's
+   * routes are never limited. @default undefined (no rate limits)
+   */
+  rateLimit?: McpRateLimitOptions | false
 }
 
 export interface ResolvedAuth {
@@ -209,6 +251,20 @@ export interface ResolvedRedis {
   keyPrefix: string
   sessionTtl: number
   connectTimeout: number
+}
+
+/** A rate-limit budget with its window in milliseconds. */
+export interface ResolvedBudget {
+  max: number
+  timeWindow: number
+}
+
+/** The rate limits that apply; at least one budget is set. */
+export interface ResolvedRateLimit {
+  open: ResolvedBudget | undefined
+  messages: ResolvedBudget | undefined
+  /** By JSON-RPC method. */
+  methods: ReadonlyMap<string, ResolvedBudget>
 }
 
 /** What the DNS-rebinding default checks on requests that arrived on a loopback address. */
@@ -246,6 +302,7 @@ export interface ResolvedOptions {
   loopbackDefaults: LoopbackDefaults
   auth: ResolvedAuth | undefined
   redis: ResolvedRedis | undefined
+  rateLimit: ResolvedRateLimit | false
 }
 
 export const defaults = {
@@ -263,6 +320,10 @@ export const defaults = {
   keepAliveInterval: 15_000,
   maxSessions: 10_000,
   maxBufferedBytes: '4mb',
+  rateLimit: {
+    open: { max: 60, timeWindow: '1 minute' },
+    messages: { max: 600, timeWindow: '1 minute' }
+  },
   redis: {
     keyPrefix: 'mcp:',
     sessionTtl: 60_000,
@@ -405,6 +466,65 @@ function resolveHealth (value: McpSseOptions['health']): ResolvedOptions['health
   return { path: routePath('health.path', value.path) }
 }
 
+/** The units a `timeWindow` string may use, in milliseconds. */
+const WINDOW_UNITS: ReadonlyMap<string, number> = new Map([
+  ...['', 'ms', 'msec', 'msecs', 'millisecond', 'milliseconds'].map(u => [u, 1] as const),
+  ...['s', 'sec', 'secs', 'second', 'seconds'].map(u => [u, 1000] as const),
+  ...['m', 'min', 'mins', 'minute', 'minutes'].map(u => [u, 60_000] as const),
+  ...['h', 'hr', 'hrs', 'hour', 'hours'].map(u => [u, 3_600_000] as const),
+  ...['d', 'day', 'days'].map(u => [u, 86_400_000] as const)
+])
+
+/** A window in ms: a number, or a string such as "30s" or "1 minute". */
+function timeWindow (option: string, value: unknown): number {
+  let ms = NaN
+  if (typeof value === 'number') ms = value
+  else if (typeof value === 'string') {
+    const match = /^(\d+(?:\.\d+)?) *([a-z]*)$/i.exec(value.trim())
+    const unit = match === null ? undefined : WINDOW_UNITS.get((match[2] as string).toLowerCase())
+    if (unit !== undefined) ms = Math.round(Number((match as RegExpExecArray)[1]) * unit)
+  }
+  if (!Number.isSafeInteger(ms) || ms < 1) {
+    fail(option, 'Use a whole number of milliseconds (at least 1) or a string such as "30s", "1 minute" or "1h".')
+  }
+  return ms
+}
+
+function budget (option: string, value: unknown): ResolvedBudget {
+  if (typeof value !== 'object' || value === null) fail(option, 'Use { max, timeWindow }, such as { max: 60, timeWindow: "1 minute" }.')
+  const b = value as Record<string, unknown>
+  for (const key of Object.keys(b)) {
+    if (key !== 'max' && key !== 'timeWindow') fail(`${option}.${key}`, 'Known fields are max and timeWindow.')
+  }
+  return { max: count(`${option}.max`, b.max, 1), timeWindow: timeWindow(`${option}.timeWindow`, b.timeWindow) }
+}
+
+function resolveRateLimit (value: unknown): ResolvedRateLimit | false {
+  if (value === undefined || value === false) return false
+  if (typeof value !== 'object' || value === null) fail('rateLimit', 'Use false or { open, messages, methods }.')
+  const r = value as Record<string, unknown>
+  for (const key of Object.keys(r)) {
+    if (key !== 'open' && key !== 'messages' && key !== 'methods') fail(`rateLimit.${key}`, 'Known fields are open, messages and methods.')
+  }
+  const optional = (key: 'open' | 'messages'): ResolvedBudget | undefined =>
+    r[key] === false ? undefined : budget(`rateLimit.${key}`, r[key] ?? defaults.rateLimit[key])
+  const methods = new Map<string, ResolvedBudget>()
+  if (r.methods !== undefined) {
+    if (typeof r.methods !== 'object' || r.methods === null || Array.isArray(r.methods)) {
+      fail('rateLimit.methods', 'Use an object of JSON-RPC method names to budgets, such as { "tools/call": { max: 120, timeWindow: "1 minute" } }.')
+    }
+    for (const [method, b] of Object.entries(r.methods)) {
+      if (method === '') fail('rateLimit.methods', 'Method names must not be empty.')
+      methods.set(method, budget(`rateLimit.methods.${method}`, b))
+    }
+  }
+  const open = optional('open')
+  const messages = optional('messages')
+  // Nothing left to count: no limiter at all.
+  if (open === undefined && messages === undefined && methods.size === 0) return false
+  return { open, messages, methods }
+}
+
 function resolveModern (value: McpSseOptions['modern']): ResolvedOptions['modern'] {
   if (value === false) return false
   if (value === undefined) return { ...defaults.modern }
@@ -480,6 +600,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     loopbackDefaults: resolveLoopbackDefaults(o, allowedOrigins, allowedHosts),
     auth,
     redis,
+    rateLimit: resolveRateLimit(o.rateLimit),
     // Last: a 'redis' store opens a connection, so only once every other option is good.
     eventStore: resolveEventStore(o.eventStore, redis)
   }

@@ -1,4 +1,4 @@
-import type { onRequestHookHandler } from 'fastify'
+import type { onRequestHookHandler, preHandlerAsyncHookHandler } from 'fastify'
 import type { ResolvedOptions } from '../options.js'
 import type { SessionStore } from '../session/store.js'
 import type { Telemetry } from '../telemetry.js'
@@ -24,4 +24,18 @@ export interface RouteContext {
     mcp: onRequestHookHandler[]
     mcpPreflight: onRequestHookHandler[]
   }
+  /** `preHandler` hooks of each route: the rate limits, once the body is parsed and auth done (none when off). */
+  limits: RouteLimits
+}
+
+/** The rate-limit hooks of the routes that count against a budget (see rate-limit.ts). */
+export interface RouteLimits {
+  /** GET {endpoint}. */
+  sse: preHandlerAsyncHookHandler[]
+  /** POST {messageEndpoint}. */
+  messages: preHandlerAsyncHookHandler[]
+  /** POST {mcpEndpoint} (2025 sessions, stateless and 2026-07-28 requests alike). */
+  mcpPost: preHandlerAsyncHookHandler[]
+  /** GET {mcpEndpoint}. */
+  mcpGet: preHandlerAsyncHookHandler[]
 }

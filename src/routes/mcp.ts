@@ -251,8 +251,8 @@ export function mcpRoute (
   }
 
   const config = { cors: false }
-  scope.post(path, { bodyLimit: options.maxMessageSize, schema: { body: MessageBody }, onRequest: ctx.hooks.mcpPost, config }, post)
-  scope.get(path, { onRequest: ctx.hooks.mcp, exposeHeadRoute: false, config }, get)
+  scope.post(path, { bodyLimit: options.maxMessageSize, schema: { body: MessageBody }, onRequest: ctx.hooks.mcpPost, preHandler: ctx.limits.mcpPost, config }, post)
+  scope.get(path, { onRequest: ctx.hooks.mcp, preHandler: ctx.limits.mcpGet, exposeHeadRoute: false, config }, get)
   scope.delete(path, { onRequest: ctx.hooks.mcp, config }, remove)
   if (options.cors !== false) {
     scope.options(path, { onRequest: ctx.hooks.mcpPreflight, config }, (_request, reply) => { reply.code(204).send() })

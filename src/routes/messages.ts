@@ -20,6 +20,7 @@ export function messagesRoute (scope: FastifyInstance, ctx: RouteContext): void 
     bodyLimit: options.maxMessageSize,
     schema: { body: MessageBody },
     onRequest: ctx.hooks.messages,
+    preHandler: ctx.limits.messages,
     config: { cors: false }
   }, function postMessage (request, reply): Promise<void> | void {
     const query = request.query as { sessionId?: unknown }

@@ -72,6 +72,7 @@ export function sseStreamHandler (ctx: RouteContext): (request: FastifyRequest, 
 export function sseRoute (scope: FastifyInstance, ctx: RouteContext, endpoint: string): void {
   scope.get(endpoint, {
     onRequest: ctx.hooks.sse,
+    preHandler: ctx.limits.sse,
     // HEAD would open a session whose headers never go out (Node drops HEAD bodies).
     exposeHeadRoute: false,
     // A host app's @fastify/cors must not answer for us (we set our own CORS headers).

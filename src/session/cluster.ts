@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
 import type { AuthResult } from '../auth/types.js'
 import type { JsonRpcMessage, McpAuthInfo } from '../mcp.js'
 import type { ResponseSink } from '../transports/transport.js'
@@ -102,6 +103,8 @@ export interface SessionCluster {
   readonly instanceId: string
   /** True while the link to the other instances is up (always, when alone). */
   readonly connected: boolean
+  /** The Redis command connection the instances share (none when alone). */
+  readonly commandClient?: Redis
   start (host: ClusterHost): Promise<void>
   /** A session opened here. */
   added (session: Session): void

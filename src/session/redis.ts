@@ -195,6 +195,11 @@ export class RedisCluster implements SessionCluster {
     return this.#cmd.status === 'ready' && this.#sub.status === 'ready'
   }
 
+  /** The command connection, for others that keep state in the same Redis (rate limits). */
+  get commandClient (): Redis {
+    return this.#cmd
+  }
+
   added (session: Session): void {
     this.#register(session).catch(err => {
       this.#log.warn({ err, sessionId: session.id }, 'fastify-mcp-sse: could not register the session in Redis (it is retried)')

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { Redis } from 'ioredis'
 import { FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_SESSION_NOT_FOUND, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
 import { toAuthInfo, type AuthResult } from '../auth/types.js'
 import { MessageExtra, type JsonRpcMessage, type McpAuthInfo, type McpServerLike } from '../mcp.js'
@@ -86,6 +87,11 @@ export class SessionStore implements McpSessionStore, ClusterHost {
   /** True while the link to the other instances is up (always, without Redis). */
   get connected (): boolean {
     return this.#cluster.connected
+  }
+
+  /** The Redis command connection of the cluster; undefined without Redis. */
+  get redis (): Redis | undefined {
+    return this.#cluster.commandClient
   }
 
   async lookup (id: string): Promise<McpSessionInfo | undefined> {
