@@ -163,7 +163,9 @@ export class ModernEndpoint {
     this.#handler = sdk?.createMcpHandler(ctx => this.#build(ctx), {
       legacy: 'reject',
       bus: opts.changes,
-      responseMode: opts.mode,
+      // 'json' would drop a modern request's progress (the SDK warns of it): such
+      // requests answer JSON unless something precedes the result, as in 'auto'.
+      ...(opts.mode === 'sse' ? { responseMode: 'sse' as const } : {}),
       keepAliveMs: opts.keepAliveInterval > 0 ? opts.keepAliveInterval : 2 ** 31 - 1,
       onerror: err => { opts.log.debug({ err }, 'fastify-mcp-sse: a modern request was refused or failed') }
     })
