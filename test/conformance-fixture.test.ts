@@ -2,9 +2,6 @@
 // HTTP+SSE transport with the SDK's own client: every tool, resource, prompt and utility
 // the 2025-11-25 scenarios call, with the values they expect. The expected values are
 // written out here from the scenario list, not imported from the fixture.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { fileURLToPath } from 'node:url'
 import { crc32, inflateSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
@@ -21,7 +18,8 @@ import {
   type LoggingMessageNotification
 } from '@modelcontextprotocol/sdk/types.js'
 import { buildConformanceServer } from '../example/conformance.js'
-import { startApp, tsNodeArgs } from './support/helpers.js'
+import { runFixture } from './support/conformance.js'
+import { startApp } from './support/helpers.js'
 
 type ElicitParams = ElicitRequest['params']
 
@@ -461,31 +459,11 @@ t.test('test_prompt_with_image gets an image message holding a valid PNG', async
 // ---- run directly ----
 
 t.test('run directly, example/conformance.ts serves the fixture on PORT', async t => {
-  // The test runner's own loaders: with tsx, the child's coverage of src/ would be merged
-  // against the wrong lines.
-  const child = spawn(process.execPath, [...tsNodeArgs(), 'example/conformance.ts'], {
-    cwd: fileURLToPath(new URL('..', import.meta.url)),
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const exited = once(child, 'exit')
-  t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await exited } })
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk: string) => {
-      out += chunk
-      const match = /MCP conformance fixture: (\S+)/.exec(out)
-      if (match?.[1] !== undefined) resolve(match[1])
-    })
-    child.once('exit', code => reject(new Error(`the fixture exited (${String(code)}): ${out}`)))
-  })
+  const { url, stop } = await runFixture(t, 'example/conformance.ts', /MCP conformance fixture: (\S+)/)
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/)
   const { client } = await connectFixture(t, {}, url.replace(/\/mcp$/, ''))
   t.equal(client.getServerVersion()?.name, 'fastify-mcp-sse-conformance')
   t.same((await call(client, 'test_simple_text')).content, [{ type: 'text', text: 'This is a simple text response for testing.' }])
   await client.close()
-  child.kill('SIGTERM')
-  const [code] = await exited
-  t.equal(code, 0, 'SIGTERM closes the app and exits cleanly')
+  t.equal(await stop(), 0, 'SIGTERM closes the app and exits cleanly')
 })
