@@ -198,7 +198,14 @@ t.test('auth, CORS and the Origin guard apply to modern requests as to every rou
 t.test('servers kept between requests: two principals\' concurrent requests never see each other\'s server or auth', async t => {
   const seen: Seen = { builds: 0, aborted: 0 }
   const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'k-a', principal: 'alice' }, { key: 'k-b', principal: 'bob' }] }) }
-  const { app, base } = await startApp(t, { server: ctx => v2Server(seen, ctx), auth, modern: { reuseServers: 4 } })
+  let closed = 0
+  const counted = (ctx: McpSessionContext): McpServer => {
+    const s = v2Server(seen, ctx)
+    const close = s.close.bind(s)
+    s.close = async () => { closed++; await close() }
+    return s
+  }
+  const { app, base } = await startApp(t, { server: counted, auth, modern: { reuseServers: 4 } })
   const headers = (key: string): Record<string, string> => ({ 'mcp-method': 'tools/call', 'mcp-name': 'whoami', 'x-api-key': key })
   const rounds = 5
   const results: string[] = []
@@ -222,6 +229,8 @@ t.test('servers kept between requests: two principals\' concurrent requests neve
   await post(base, anonymous, { ...headers('k-a'), 'mcp-name': 'echo' })
   await post(base, anonymous, { ...headers('k-a'), 'mcp-name': 'echo' })
   t.equal(seen.builds - before, 2)
+  await app.close()
+  t.ok(closed >= seen.builds - 2, `the kept servers are closed with the app (${closed} of ${seen.builds} closed)`)
 })
 
 t.test('closing a modern request\'s stream cancels it', async t => {

@@ -127,6 +127,13 @@ class ServerPool {
     for (const idle of this.#idle.values()) n += idle.length
     return n
   }
+
+  /** Empties the pool; resolves with the servers that were in it. */
+  drain (): object[] {
+    const all = [...this.#idle.values()].flat()
+    this.#idle.clear()
+    return all
+  }
 }
 
 /** Per request: what the factory needs of the Fastify request, and what it learned. */
@@ -155,6 +162,7 @@ export class ModernEndpoint {
   #legacyOnly = false
   #inFlight = 0
   #listening = 0
+  #closed = false
 
   constructor (sdk: ModernSdk | undefined, opts: ModernOptions) {
     this.#opts = opts
@@ -223,7 +231,10 @@ export class ModernEndpoint {
 
   /** Ends open listen streams and servers still serving (before the HTTP server closes). */
   async close (): Promise<void> {
+    this.#closed = true
     await this.#handler?.close()
+    const kept = this.#pool?.drain() ?? []
+    await Promise.all(kept.map(async server => { await (server as McpServerLike).close().catch(() => {}) }))
   }
 
   /**
@@ -267,7 +278,10 @@ export class ModernEndpoint {
   /** Arranges for a server to come back to the pool once its exchange ends. */
   #lend (server: object, key: string): object {
     const protocol = ((server as { server?: Closing }).server ?? server) as Closing
-    protocol.onclose = () => { this.#pool?.give(key, server) }
+    protocol.onclose = () => {
+      if (!this.#closed) this.#pool?.give(key, server)
+      else void (server as McpServerLike).close().catch(() => {})
+    }
     return server
   }
 
