@@ -1,7 +1,9 @@
-// Where the time goes: runs the fastify-mcp-sse benchmark server under --cpu-prof, loads it
-// with the same driver as `npm run bench` (tools/call echo), and splits the server's CPU
-// time into Fastify, the plugin's own code, schema validation, the MCP SDK (with zod),
-// and Node itself. `npm run bench:profile [-- --duration 10 --sessions 100]`.
+// Where the time goes: runs a benchmark server (fastify-mcp-sse by default) under
+// --cpu-prof, loads it with the same driver as `npm run bench` (tools/call echo, or
+// --scenario), and splits the server's CPU time into Fastify, the plugin's own code, schema
+// validation, the MCP SDK (with zod), and Node itself.
+// `npm run bench:profile [-- --duration 10 --sessions 100]`;
+// `npm run bench:profile -- --server fastify-mcp-sse-json` for Streamable HTTP.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -9,16 +11,28 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { closeSessions, loadRun, openSessions, type LoadSession } from './lib/load.js'
-import { ROOT } from './lib/servers.js'
+import { familyOf, SCENARIOS, type HttpScenario, type Scenario, type SseScenario } from './lib/scenarios.js'
+import { ROOT, SERVER_NAMES, SERVERS, type ServerName } from './lib/servers.js'
+import { closeStreamableSessions, openStreamableSessions, streamableRun, type StreamableSession } from './lib/streamable.js'
 
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     sessions: { type: 'string', default: '100' },
     connections: { type: 'string', default: '50' },
-    server: { type: 'string', default: 'fastify-mcp-sse' }
+    server: { type: 'string', default: 'fastify-mcp-sse' },
+    scenario: { type: 'string' }
   }
 })
+if (!(SERVER_NAMES as readonly string[]).includes(args.server) || SERVERS[args.server as ServerName].pair === true) {
+  throw new Error(`--server: one of ${SERVER_NAMES.filter(n => SERVERS[n].pair !== true).join(', ')}`)
+}
+const spec = SERVERS[args.server as ServerName]
+const scenario = (args.scenario ?? (spec.transport === 'sse' ? 'echo' : spec.legacy === false ? 'modern-echo' : 'streamable-echo')) as Scenario
+if (!SCENARIOS.includes(scenario)) throw new Error(`--scenario: one of ${SCENARIOS.join(', ')}`)
+const family = familyOf(scenario)
+if ((family === 'sse') !== (spec.transport === 'sse')) throw new Error(`${args.server} does not serve ${scenario}`)
+const sessionless = family === 'modern' || spec.stateless === true
 
 interface ProfileNode {
   id: number
@@ -30,7 +44,7 @@ interface Profile { nodes: ProfileNode[], startTime: number, endTime: number, sa
 const CATEGORIES = [
   ['plugin (src/)', (u: string) => u.includes(`${join(ROOT, 'src')}/`)],
   ['schema validation (TypeBox)', (u: string) => u.includes('/@sinclair/typebox/')],
-  ['MCP SDK + zod', (u: string) => u.includes('/@modelcontextprotocol/sdk/') || u.includes('/node_modules/zod/')],
+  ['MCP SDK + zod', (u: string) => u.includes('/@modelcontextprotocol/') || u.includes('/node_modules/zod/')],
   ['Fastify (fastify, find-my-way, avvio, light deps)', (u: string) => /\/node_modules\/(fastify|find-my-way|avvio|@fastify\/|fast-json-stringify|secure-json-parse|fast-querystring|fast-decode-uri-component|light-my-request|toad-cache|abstract-logging|process-warning|rfdc|fast-content-type-parse|ret|safe-regex2|json-schema-ref-resolver|fastq|reusify)/.test(u)],
   ['benchmark harness', (u: string) => u.includes('/benchmarks/')],
   ['Node.js (http, net, streams, timers)', (u: string) => u.startsWith('node:')],
@@ -48,8 +62,9 @@ function categorize (node: ProfileNode): string {
 
 async function main (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mcp-prof-'))
-  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--import', 'tsx', join(ROOT, 'benchmarks', 'servers', `${args.server}.ts`)], {
+  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--import', 'tsx', join(ROOT, 'benchmarks', 'servers', `${spec.file}.ts`)], {
     cwd: ROOT,
+    env: { ...process.env, ...spec.env },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc']
   })
   const port = await new Promise<number>((resolve, reject) => {
@@ -58,12 +73,20 @@ async function main (): Promise<void> {
     child.once('exit', code => reject(new Error(`server exited (${code})`)))
   })
   const sessions: LoadSession[] = []
+  const streamable: StreamableSession[] = []
   try {
-    await openSessions(port, Number(args.sessions), sessions)
-    const sample = await loadRun(port, sessions, 'echo', Number(args.duration), Number(args.connections))
+    let sample
+    if (family === 'sse') {
+      await openSessions(port, Number(args.sessions), sessions)
+      sample = await loadRun(port, sessions, scenario as SseScenario, Number(args.duration), Number(args.connections))
+    } else {
+      if (!sessionless) await openStreamableSessions(port, Number(args.sessions), streamable)
+      sample = await streamableRun(port, streamable, scenario as HttpScenario, Number(args.duration), Number(args.connections))
+    }
     process.stdout.write(`load: ${Math.round(sample.reqPerSec)} req/s, answered ${sample.answered}/${sample.accepted}\n`)
   } finally {
     closeSessions(sessions)
+    await closeStreamableSessions(port, streamable).catch(() => {})
     const exited = new Promise(resolve => child.once('exit', resolve))
     child.kill('SIGTERM') // the server calls process.exit(0), which writes the profile
     await exited
@@ -102,7 +125,7 @@ async function main (): Promise<void> {
   const md = [
     `# CPU profile of ${args.server} under load`,
     '',
-    `- ${new Date().toISOString()}, Node ${process.version}; tools/call echo, ${args.sessions} sessions, ${args.connections} connections, ${args.duration} s`,
+    `- ${new Date().toISOString()}, Node ${process.version}; ${scenario}, ${sessionless ? 'no' : args.sessions} sessions, ${args.connections} connections, ${args.duration} s`,
     `- busy CPU time in the server process: ${(busy / 1e6).toFixed(2)} s (idle excluded)`,
     '',
     '| where | share of busy time |',

@@ -5,27 +5,46 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem, type as osType } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { closeSessions, loadRun, openSessions, SCENARIOS, type LoadSession, type RunSample, type Scenario } from './lib/load.js'
+import { renderChart } from './lib/chart.js'
+import { BODIES as SSE_BODIES, closeSessions, loadRun, openSessions, type LoadSession, type RunSample } from './lib/load.js'
 import { summarize, toMarkdown, type Config, type LoadCell, type Results, type ScaleCell } from './lib/report.js'
-import { scaleRun } from './lib/scale.js'
-import { fileLimit, killAllServers, ROOT, SCALE_SERVER_NAMES, SERVER_NAMES, startServer, type ServerHandle, type ServerName } from './lib/servers.js'
+import { scaleRun, type ScaleSample } from './lib/scale.js'
+import { familyOf, SCENARIOS, type HttpScenario, type Scenario, type SseScenario } from './lib/scenarios.js'
+import {
+  fileLimit, killAllServers, ROOT, SCALE_SERVER_NAMES, SERVER_NAMES, SERVERS, SESSIONFUL_STREAMABLE_NAMES,
+  startServer, STREAMABLE_SCALE_SERVER_NAMES, type ServerHandle, type ServerName
+} from './lib/servers.js'
+import { pool } from './lib/sse.js'
+import { streamableScaleRun } from './lib/streamable-scale.js'
+import { closeStreamableSessions, openStreamableSessions, requestTemplate, streamableRun, type StreamableSession } from './lib/streamable.js'
+import { warmUp } from './lib/warmup.js'
 
 const USAGE = `Usage: node --import tsx benchmarks/run.ts [options]
 
-  --quick                 development mode: 3 s runs, 1 run, 1 s warm-up, N = 2000
-  --duration <s>          seconds per autocannon run (full: 5, quick: 3)
-  --runs <n>              runs per figure; the median is reported (full: 3, quick: 1)
+  --quick                 development mode: 1 s runs, shorter warm-ups, small idle-session counts
+  --duration <s>          seconds per autocannon run, whole seconds (full: 3, quick: 1)
+  --runs <n>              runs per figure; the median is reported (1)
   --connections <k>       autocannon connections (50)
-  --warmup <s>            warm-up per server and session count, not reported (full: 2, quick: 1)
-  --sessions <list>       session counts for the load runs (1,100)
-  --servers <list>        servers for the load runs (all: ${SERVER_NAMES.join(',')})
-  --scenarios <list>      echo,ping
-  --scale <n>             idle sessions in the connection-scale scenario (full: 10000, quick: 2000; 0 skips it)
-  --scale-servers <list>  servers for the connection-scale scenario (full: all, quick: fastify-mcp-sse)
-  --scale-runs <n>        runs of the connection-scale scenario (full: 3 for fastify-mcp-sse, quick: 1; see --scale-runs-others)
-  --scale-runs-others <n> runs of the connection-scale scenario for the other servers (full: 1)
-  --scale-concurrency <n> streams being opened at once (100)
-  --out <name>            results/<name>.json and .md (full: latest, quick: quick)
+  --warmup <n>            warm-up before a server's first runs, not reported: n requests of its first
+                          scenario and n/3 of each other one (full: 3000, quick: 1000; 0: none)
+  --warmup-each, --no-warmup-each
+                          warm up on every scenario (full) or on the first only (quick)
+  --sessions <list>       session counts for the load runs (1,100); stateless servers and
+                          2026-07-28 requests have no sessions and are measured once
+  --servers <list>        servers (default: all; also limits the idle-session scenarios to these):
+                          ${SERVER_NAMES.join(',')}
+  --scenarios <list>      ${SCENARIOS.join(',')}
+  --scale <n>             HTTP+SSE: idle streams in the connection-scale scenario (full: 10000, quick: 2000; 0 skips it)
+  --scale-servers <list>  servers of it (full: every HTTP+SSE server but cross-instance, quick: fastify-mcp-sse)
+  --scale-runs <n>        runs of it for fastify-mcp-sse (full: 3, quick: 1)
+  --scale-runs-others <n> runs of it for the other servers (1)
+  --scale-concurrency <n> streams or sessions being opened at once (100)
+  --streamable-scale <n>  Streamable HTTP: idle sessions per server (full: 10000, quick: 1000; 0 skips it)
+  --streamable-scale-servers <list>
+                          servers of it (full: ${STREAMABLE_SCALE_SERVER_NAMES.join(',')};
+                          quick: fastify-mcp-sse-json,sdk-express-streamable)
+  --streamable-scale-runs <n> runs of it per server (1)
+  --out <name>            results/<name>.json, .md and .svg (full: latest, quick: quick)
 `
 
 function list<T extends string> (value: string | undefined, allowed: readonly T[], fallback: readonly T[], what: string): T[] {
@@ -51,6 +70,8 @@ const { values: args } = parseArgs({
     runs: { type: 'string' },
     connections: { type: 'string' },
     warmup: { type: 'string' },
+    'warmup-each': { type: 'boolean' },
+    'no-warmup-each': { type: 'boolean' },
     sessions: { type: 'string' },
     servers: { type: 'string' },
     scenarios: { type: 'string' },
@@ -59,6 +80,9 @@ const { values: args } = parseArgs({
     'scale-runs': { type: 'string' },
     'scale-runs-others': { type: 'string' },
     'scale-concurrency': { type: 'string' },
+    'streamable-scale': { type: 'string' },
+    'streamable-scale-servers': { type: 'string' },
+    'streamable-scale-runs': { type: 'string' },
     out: { type: 'string' },
     help: { type: 'boolean', default: false }
   }
@@ -69,19 +93,28 @@ if (args.help) {
 }
 
 const quick = args.quick
+const servers = list(args.servers, SERVER_NAMES, SERVER_NAMES, 'server')
+// --servers limits the idle-session scenarios too (unless their own lists are given).
+const onlyListed = (names: readonly ServerName[]): ServerName[] => args.servers === undefined ? [...names] : names.filter(n => servers.includes(n))
 const config: Config = {
   mode: quick ? 'quick' : 'full',
-  servers: list(args.servers, SERVER_NAMES, SERVER_NAMES, 'server'),
-  sessions: (args.sessions ?? '1,100').split(',').map(s => num(s, 1, 'sessions')).filter(n => n >= 1),
+  servers,
+  sessions: (args.sessions ?? '1,100').split(',').map(s => Math.round(num(s, 1, 'sessions'))).filter(n => n >= 1),
   scenarios: list(args.scenarios, SCENARIOS, SCENARIOS, 'scenario'),
-  durationSec: num(args.duration, quick ? 3 : 5, 'duration'),
-  runs: Math.max(1, Math.round(num(args.runs, quick ? 1 : 3, 'runs'))),
+  // autocannon stops on whole seconds.
+  durationSec: Math.max(1, Math.ceil(num(args.duration, quick ? 1 : 3, 'duration'))),
+  runs: Math.max(1, Math.round(num(args.runs, 1, 'runs'))),
   connections: Math.max(1, Math.round(num(args.connections, 50, 'connections'))),
-  warmupSec: num(args.warmup, quick ? 1 : 2, 'warmup'),
+  warmupRequests: Math.round(num(args.warmup, quick ? 1000 : 3000, 'warmup')),
+  warmupEach: args['no-warmup-each'] === true ? false : args['warmup-each'] ?? !quick,
   scaleN: Math.round(num(args.scale, quick ? 2000 : 10_000, 'scale')),
-  scaleServers: list(args['scale-servers'], SCALE_SERVER_NAMES, quick ? ['fastify-mcp-sse'] : SCALE_SERVER_NAMES, 'server'),
+  scaleServers: list(args['scale-servers'], SCALE_SERVER_NAMES, onlyListed(quick ? ['fastify-mcp-sse'] : SCALE_SERVER_NAMES), 'server'),
   scaleRuns: Math.max(1, Math.round(num(args['scale-runs'], quick ? 1 : 3, 'scale-runs'))),
-  scaleConcurrency: Math.max(1, Math.round(num(args['scale-concurrency'], 100, 'scale-concurrency')))
+  scaleConcurrency: Math.max(1, Math.round(num(args['scale-concurrency'], 100, 'scale-concurrency'))),
+  streamableScaleN: Math.round(num(args['streamable-scale'], quick ? 1000 : 10_000, 'streamable-scale')),
+  streamableScaleServers: list(args['streamable-scale-servers'], SESSIONFUL_STREAMABLE_NAMES,
+    onlyListed(quick ? ['fastify-mcp-sse-json', 'sdk-express-streamable'] : STREAMABLE_SCALE_SERVER_NAMES), 'server'),
+  streamableScaleRuns: Math.max(1, Math.round(num(args['streamable-scale-runs'], 1, 'streamable-scale-runs')))
 }
 const scaleRunsOthers = Math.max(1, Math.round(num(args['scale-runs-others'], quick ? config.scaleRuns : 1, 'scale-runs-others')))
 const outName = args.out ?? (quick ? 'quick' : 'latest')
@@ -89,7 +122,6 @@ const resultsDir = join(ROOT, 'benchmarks', 'results')
 const logDir = join(resultsDir, 'logs')
 // The servers' logs are this invocation's only (mcp-framework logs every session).
 rmSync(logDir, { recursive: true, force: true })
-
 
 const started = performance.now()
 function say (line: string): void {
@@ -157,26 +189,61 @@ function writeResults (): void {
   mkdirSync(resultsDir, { recursive: true })
   writeFileSync(join(resultsDir, `${outName}.json`), JSON.stringify(results, null, 2) + '\n')
   writeFileSync(join(resultsDir, `${outName}.md`), toMarkdown(results))
+  writeFileSync(join(resultsDir, `${outName}.svg`), renderChart(results))
 }
 
-/** Closes the sessions and waits (up to 10 s) for the server to count none. */
-async function closeAndSettle (server: ServerHandle, sessions: LoadSession[]): Promise<void> {
-  closeSessions(sessions)
+/** Whether `name` serves `scenario` (its transport, and the revisions it speaks). */
+function serves (name: ServerName, scenario: Scenario): boolean {
+  const spec = SERVERS[name]
+  const family = familyOf(scenario)
+  if (family === 'sse') return spec.transport === 'sse'
+  if (family === 'streamable') return spec.transport === 'streamable' && spec.legacy !== false
+  return spec.modern === true
+}
+
+/** Stateless servers and 2026-07-28 requests have no sessions: measured once, as "sessions 0". */
+function sessionless (name: ServerName, scenario: Scenario): boolean {
+  const family = familyOf(scenario)
+  return family === 'modern' || (family === 'streamable' && SERVERS[name].stateless === true)
+}
+
+/** What a server's load runs use in one pass: its HTTP+SSE streams or Streamable HTTP sessions. */
+interface Prepared {
+  sse: LoadSession[]
+  streamable: StreamableSession[]
+}
+
+/** Closes what a pass opened and waits (up to 10 s) for the server to count no session. */
+async function closeAndSettle (server: ServerHandle, prepared: Prepared): Promise<void> {
+  closeSessions(prepared.sse)
+  await closeStreamableSessions(server.port, prepared.streamable).catch(() => {})
   for (let i = 0; i < 40 && server.exited === undefined; i++) {
-    await sleep(250)
     try {
       if ((await server.mem()).sessions === 0) return
     } catch {
       return
     }
+    await sleep(250)
   }
 }
 
+function describe (s: RunSample): string {
+  const lost = s.accepted - s.answered
+  return `${Math.round(s.reqPerSec)} req/s, p99 ${s.e2eP99.toFixed(2)} ms, answered ${s.answered}/${s.accepted}` +
+    `${lost > 0 ? ` (${lost} LOST)` : ''}${s.non2xx > 0 ? `, ${s.non2xx} non-2xx` : ''}${s.bad > 0 ? `, ${s.bad} wrong replies` : ''}` +
+    `${s.errors > 0 ? `, ${s.errors} socket errors` : ''}` +
+    `${s.sseReplies > 0 ? `, ${s.sseReplies} as SSE` : ''}${s.progressExpected > 0 ? `, progress ${s.progressSeen}/${s.progressExpected}` : ''}`
+}
+
 async function loadPhase (): Promise<void> {
-  if (config.servers.length === 0 || config.sessions.length === 0 || config.scenarios.length === 0) return
+  const scenariosOf = (name: ServerName): Scenario[] => config.scenarios.filter(sc => serves(name, sc))
+  const names = config.servers.filter(n => scenariosOf(n).length > 0)
+  if (names.length === 0 || config.sessions.length === 0) return
   const handles = new Map<ServerName, ServerHandle>()
   const failedToStart = new Map<ServerName, string>()
-  for (const name of config.servers) {
+  // A few at a time: each one transpiles its TypeScript on start.
+  await pool(names.length, 3, async i => {
+    const name = names[i]!
     try {
       handles.set(name, await startServer(name, logDir))
       say(`started ${name}`)
@@ -184,40 +251,55 @@ async function loadPhase (): Promise<void> {
       failedToStart.set(name, errorText(err))
       say(`${name} failed to start: ${errorText(err)}`)
     }
-  }
+  })
   try {
-    for (const sessionCount of config.sessions) {
+    for (const [pass, sessionCount] of config.sessions.entries()) {
+      // What each server runs in this pass: sessionless cells only in the first one.
+      const jobs = new Map<ServerName, Scenario[]>()
+      for (const name of names) {
+        const list = scenariosOf(name).filter(sc => pass === 0 || !sessionless(name, sc))
+        if (list.length > 0) jobs.set(name, list)
+      }
       const cells = new Map<string, LoadCell>()
       const cellOf = (server: ServerName, scenario: Scenario): LoadCell => {
-        const key = `${server} ${scenario}`
+        const sessions = sessionless(server, scenario) ? 0 : sessionCount
+        const key = `${server} ${scenario} ${sessions}`
         let cell = cells.get(key)
         if (cell === undefined) {
-          cell = { server, sessions: sessionCount, scenario, samples: [], verdict: '' }
+          cell = { server, sessions, scenario, samples: [], verdict: '' }
           cells.set(key, cell)
           results.load.push(cell)
         }
         return cell
       }
-      for (const scenario of config.scenarios) for (const name of config.servers) cellOf(name, scenario)
+      for (const scenario of config.scenarios) for (const [name, list] of jobs) if (list.includes(scenario)) cellOf(name, scenario)
       const fail = (name: ServerName, error: string): void => {
-        for (const scenario of config.scenarios) cellOf(name, scenario).error ??= error
+        for (const scenario of jobs.get(name) ?? []) cellOf(name, scenario).error ??= error
       }
       for (const [name, error] of failedToStart) fail(name, `did not start: ${error}`)
 
-      // Sessions for every server first, so that they all run with the same streams open.
-      const open = new Map<ServerName, LoadSession[]>()
-      for (const [name, server] of handles) {
+      // Sessions for every server first, so that they all run with the same sessions open.
+      const open = new Map<ServerName, Prepared>()
+      for (const [name, list] of jobs) {
+        const server = handles.get(name)
+        if (server === undefined) continue
         if (server.exited !== undefined) {
           fail(name, `server ${server.exited}`)
           continue
         }
-        const sessions: LoadSession[] = []
+        const prepared: Prepared = { sse: [], streamable: [] }
         try {
-          await openSessions(server.port, sessionCount, sessions)
-          open.set(name, sessions)
-          say(`${name}: ${sessionCount} session(s) open and initialized`)
+          if (list.some(sc => familyOf(sc) === 'sse')) {
+            await openSessions(server.port, sessionCount, prepared.sse)
+            say(`${name}: ${sessionCount} HTTP+SSE session(s) open and initialized`)
+          }
+          if (list.some(sc => familyOf(sc) === 'streamable' && !sessionless(name, sc))) {
+            await openStreamableSessions(server.port, sessionCount, prepared.streamable)
+            say(`${name}: ${sessionCount} Streamable HTTP session(s) initialized`)
+          }
+          open.set(name, prepared)
         } catch (err) {
-          closeSessions(sessions)
+          await closeAndSettle(server, prepared)
           fail(name, `opening sessions: ${errorText(err)}`)
           say(`${name}: opening sessions failed: ${errorText(err)}`)
         }
@@ -225,23 +307,38 @@ async function loadPhase (): Promise<void> {
 
       const runOne = async (name: ServerName, scenario: Scenario, seconds: number): Promise<RunSample> => {
         const server = handles.get(name)!
-        const sample = await loadRun(server.postPort, open.get(name)!, scenario, seconds, config.connections)
+        const prepared = open.get(name)!
+        const family = familyOf(scenario)
+        const sample = family === 'sse'
+          ? await loadRun(server.postPort, prepared.sse, scenario as SseScenario, seconds, config.connections)
+          : await streamableRun(server.postPort, sessionless(name, scenario) ? [] : prepared.streamable, scenario as HttpScenario, seconds, config.connections)
         if (server.exited !== undefined) throw new Error(`server ${server.exited}`)
         return sample
       }
-      const describe = (s: RunSample): string => {
-        const lost = s.accepted - s.answered
-        return `${Math.round(s.reqPerSec)} req/s, e2e p99 ${s.e2eP99.toFixed(2)} ms, answered ${s.answered}/${s.accepted}` +
-          `${lost > 0 ? ` (${lost} LOST)` : ''}${s.non2xx > 0 ? `, ${s.non2xx} non-2xx` : ''}${s.bad > 0 ? `, ${s.bad} wrong replies` : ''}`
-      }
 
-      if (config.warmupSec > 0) {
+      // Warm-up, not reported, before a server's first runs: --warmup requests of its first
+      // scenario and a third as many of each other one (quick mode: the first only). A fresh
+      // process is slow until its code has run a few thousand times (the SDK's paths most);
+      // the scenarios share most of it. Later passes find the server warm.
+      if (config.warmupRequests > 0 && pass === 0) {
         for (const name of [...open.keys()]) {
-          try {
-            say(`${name} S=${sessionCount} warm-up: ${describe(await runOne(name, 'echo', config.warmupSec))}`)
-          } catch (err) {
-            fail(name, errorText(err))
-            say(`${name} S=${sessionCount} warm-up: ${errorText(err)}`)
+          const server = handles.get(name)!
+          const prepared = open.get(name)!
+          for (const [i, scenario] of jobs.get(name)!.entries()) {
+            if (i > 0 && !config.warmupEach) break
+            const count = i === 0 ? config.warmupRequests : Math.ceil(config.warmupRequests / 3)
+            try {
+              const template = familyOf(scenario) === 'sse'
+                ? { targets: prepared.sse.map(x => ({ path: x.conn.messagePath, headers: { 'content-type': 'application/json' } })), body: SSE_BODIES[scenario as SseScenario] }
+                : requestTemplate(sessionless(name, scenario) ? [] : prepared.streamable, scenario as HttpScenario)
+              const w = await warmUp(server.postPort, template.targets, template.body, count, config.connections)
+              if (server.exited !== undefined) throw new Error(`server ${server.exited}`)
+              say(`${name} warm-up (${scenario}): ${w.sent} requests in ${(w.ms / 1000).toFixed(2)} s${w.failed > 0 ? `, ${w.failed} failed` : ''}`)
+            } catch (err) {
+              fail(name, errorText(err))
+              say(`${name} warm-up: ${errorText(err)}`)
+              break
+            }
           }
         }
       }
@@ -249,15 +346,15 @@ async function loadPhase (): Promise<void> {
       for (const scenario of config.scenarios) {
         for (let run = 0; run < config.runs; run++) {
           // A different order each run, so that drift on a shared machine spreads evenly.
-          const names = [...open.keys()]
-          const first = names.length === 0 ? 0 : run % names.length
-          for (const name of [...names.slice(first), ...names.slice(0, first)]) {
+          const order = [...open.keys()].filter(n => jobs.get(n)!.includes(scenario))
+          const first = order.length === 0 ? 0 : run % order.length
+          for (const name of [...order.slice(first), ...order.slice(0, first)]) {
             const cell = cellOf(name, scenario)
             if (cell.error !== undefined) continue
             try {
               const sample = await runOne(name, scenario, config.durationSec)
               cell.samples.push(sample)
-              say(`${name} S=${sessionCount} ${scenario} run ${run + 1}/${config.runs}: ${describe(sample)}`)
+              say(`${name} S=${cell.sessions === 0 ? '-' : cell.sessions} ${scenario} run ${run + 1}/${config.runs}: ${describe(sample)}`)
             } catch (err) {
               fail(name, errorText(err))
               say(`${name} S=${sessionCount} ${scenario}: ${errorText(err)}`)
@@ -266,42 +363,48 @@ async function loadPhase (): Promise<void> {
         }
       }
 
-      for (const [name, sessions] of open) {
+      for (const [name, prepared] of open) {
         const server = handles.get(name)!
+        const sessions = jobs.get(name)!.every(sc => sessionless(name, sc)) ? 0 : sessionCount
         try {
           const mem = await server.mem()
-          results.memAfterLoad.push({ server: name, sessions: sessionCount, rss: mem.rss, heapUsed: mem.heapUsed, serverSessions: mem.sessions })
+          results.memAfterLoad.push({ server: name, sessions, rss: mem.rss, heapUsed: mem.heapUsed, serverSessions: mem.sessions })
         } catch {}
-        await closeAndSettle(server, sessions)
+        await closeAndSettle(server, prepared)
       }
       writeResults()
     }
   } finally {
-    for (const server of handles.values()) await server.stop()
+    await Promise.all([...handles.values()].map(async server => { await server.stop() }))
   }
 }
 
-async function scalePhase (): Promise<void> {
-  if (config.scaleN <= 0) return
-  for (const name of config.scaleServers) {
-    const cell: ScaleCell = { server: name, n: config.scaleN, samples: [] }
+async function scalePhase (transport: 'sse' | 'streamable'): Promise<void> {
+  const n = transport === 'sse' ? config.scaleN : config.streamableScaleN
+  if (n <= 0) return
+  const what = transport === 'sse' ? 'idle streams' : 'idle sessions'
+  const names = transport === 'sse' ? config.scaleServers : config.streamableScaleServers
+  for (const name of names) {
+    const cell: ScaleCell = { server: name, transport, n, samples: [] }
     results.scale.push(cell)
-    const runs = name === 'fastify-mcp-sse' ? config.scaleRuns : scaleRunsOthers
+    const runs = transport === 'streamable' ? config.streamableScaleRuns : name === 'fastify-mcp-sse' ? config.scaleRuns : scaleRunsOthers
     for (let run = 0; run < runs; run++) {
       let server: ServerHandle | undefined
       try {
         server = await startServer(name, logDir)
         await sleep(500)
-        const sample = await scaleRun(server, config.scaleN, config.scaleConcurrency)
+        const sample: ScaleSample = transport === 'sse'
+          ? await scaleRun(server, n, config.scaleConcurrency)
+          : await streamableScaleRun(server, n, config.scaleConcurrency)
         if (server.exited !== undefined) throw new Error(`server ${server.exited}`)
         cell.samples.push(sample)
-        say(`${name} scale run ${run + 1}/${runs}: ${sample.opened}/${config.scaleN} open in ${(sample.openMs / 1000).toFixed(2)} s` +
+        say(`${name} ${what} run ${run + 1}/${runs}: ${sample.opened}/${n} open in ${(sample.openMs / 1000).toFixed(2)} s` +
           `${sample.failed > 0 ? ` (${sample.failed} failed: ${sample.firstError ?? '?'})` : ''}, ` +
           `${(sample.rssPerSession / 1024).toFixed(1)} KiB RSS and ${(sample.heapPerSession / 1024).toFixed(1)} KiB heap per session; ` +
           `after close: ${sample.afterClose.sessions} sessions, RSS +${(sample.rssRetained / 1048576).toFixed(1)} MiB, heap +${(sample.heapRetained / 1048576).toFixed(1)} MiB`)
       } catch (err) {
-        cell.error = errorText(err)
-        say(`${name} scale: ${cell.error}`)
+        cell.error = server?.exited !== undefined ? `server ${server.exited} (see ${server.logPath}): ${errorText(err)}` : errorText(err)
+        say(`${name} ${what}: ${cell.error}`)
         break
       } finally {
         await server?.stop()
@@ -313,9 +416,11 @@ async function scalePhase (): Promise<void> {
 
 let exitCode = 0
 try {
-  say(`${config.mode} mode: ${config.servers.length} servers, sessions ${config.sessions.join(',')}, ${config.scenarios.join(',')}, ${config.runs} × ${config.durationSec} s, ${config.connections} connections; scale N = ${config.scaleN} on ${config.scaleServers.join(',')}`)
+  say(`${config.mode} mode: ${config.servers.length} servers, sessions ${config.sessions.join(',')}, ${config.scenarios.join(',')}, ${config.runs} × ${config.durationSec} s, ${config.connections} connections; ` +
+    `idle HTTP+SSE streams N = ${config.scaleN} on ${config.scaleServers.join(',') || 'none'}; idle Streamable HTTP sessions N = ${config.streamableScaleN} on ${config.streamableScaleServers.join(',') || 'none'}`)
   await loadPhase()
-  await scalePhase()
+  await scalePhase('sse')
+  await scalePhase('streamable')
   results.complete = true
 } catch (err) {
   exitCode = 1
@@ -324,6 +429,6 @@ try {
 } finally {
   killAllServers()
   writeResults()
-  say(`results: benchmarks/results/${outName}.md and .json (${Math.round((performance.now() - started) / 1000)} s)`)
+  say(`results: benchmarks/results/${outName}.md, .json and .svg (${Math.round((performance.now() - started) / 1000)} s)`)
 }
 process.exit(exitCode)

@@ -1,15 +1,15 @@
-// The load scenario: S initialized sessions per server, autocannon POSTing JSON-RPC requests
-// round-robin to their message URLs, SSE readers matching the responses on the streams.
+// The HTTP+SSE load scenarios (echo, ping): S initialized sessions per server, autocannon
+// POSTing JSON-RPC requests round-robin to their message URLs, SSE readers matching the
+// responses on the streams. (Streamable HTTP: streamable.ts.)
 import autocannon from 'autocannon'
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js'
+import type { SseScenario as Scenario } from './scenarios.js'
 import { openSse, pool, type SseConnection } from './sse.js'
 import { percentile } from './stats.js'
 
-export type Scenario = 'echo' | 'ping'
-export const SCENARIOS: readonly Scenario[] = ['echo', 'ping']
-
 const ECHO_TEXT = 'hello from the benchmark'
-const BODIES: Record<Scenario, (id: number) => string> = {
+/** The request body of each HTTP+SSE scenario, for request `id`. */
+export const BODIES: Record<Scenario, (id: number) => string> = {
   echo: id => `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"echo","arguments":{"text":"${ECHO_TEXT}"}}}`,
   ping: id => `{"jsonrpc":"2.0","id":${id},"method":"ping"}`
 }
@@ -36,10 +36,10 @@ export interface RunSample {
   /** Socket errors and timeouts, as autocannon counts them. */
   errors: number
   timeouts: number
-  /** POST round trip (request built to 202), ms. */
+  /** POST round trip (request built to 202), ms. Streamable HTTP: the same as e2e. */
   postP50: number
   postP99: number
-  /** POST sent to its JSON-RPC response read from the stream, ms. */
+  /** POST sent to its JSON-RPC response read from the stream (Streamable HTTP: from the POST's response), ms. */
   e2eP50: number
   e2eP99: number
   /** Streams that ended during the run (a server that drops sessions). */
@@ -47,6 +47,13 @@ export interface RunSample {
   durationSec: number
   /** ms waited after the load for the last responses. */
   drainMs: number
+  /** Streamable HTTP: answers that came as an event stream (the rest came as JSON). */
+  sseReplies: number
+  /** Progress scenarios: notifications the answered requests asked for, and those that came. */
+  progressExpected: number
+  progressSeen: number
+  /** Progress notifications missing from answers that came as event streams (which could carry them). */
+  progressMissingOnStreams: number
 }
 
 /**
@@ -245,7 +252,11 @@ export async function loadRun (port: number, sessions: LoadSession[], scenario: 
       e2eP99: percentile(e2e, 99),
       streamsLost: sessions.filter(s => s.lostAt !== undefined).length - lostBefore,
       durationSec: result.duration,
-      drainMs
+      drainMs,
+      sseReplies: 0,
+      progressExpected: 0,
+      progressSeen: 0,
+      progressMissingOnStreams: 0
     }
   } finally {
     responses.current = undefined

@@ -18,6 +18,29 @@ export function buildEchoServer (): McpServer {
   return server
 }
 
+/**
+ * The MCP server of the Streamable HTTP benchmark servers (SDK v1): `echo`, and `progress`,
+ * which sends `steps` progress notifications (when the request has a progress token)
+ * before its result, so that its answer goes out as an event stream. The SDK v2 servers
+ * serve the same two tools (common-v2.ts), mcp-framework equivalents of them.
+ */
+export function buildBenchServer (): McpServer {
+  const server = buildEchoServer()
+  server.registerTool('progress', {
+    description: 'Reports progress `steps` times, then answers',
+    inputSchema: { steps: z.number().int().min(0).max(100) }
+  }, async ({ steps }, extra) => {
+    const progressToken = extra._meta?.progressToken
+    if (progressToken !== undefined) {
+      for (let i = 1; i <= steps; i++) {
+        await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: i, total: steps } })
+      }
+    }
+    return { content: [{ type: 'text', text: `done ${steps}` }] }
+  })
+  return server
+}
+
 export interface MemReport {
   rss: number
   heapTotal: number
@@ -78,4 +101,47 @@ export function bareReply (message: unknown): string | undefined {
     result = {}
   }
   return 'event: message\ndata: ' + JSON.stringify({ jsonrpc: '2.0', id: msg.id, result }) + '\n\n'
+}
+
+/** What a bare Streamable HTTP server answers a request with (no MCP machinery). */
+export interface BareAnswer {
+  /** Progress notifications to send first (as an event stream), when the request asked for progress. */
+  progress: Array<Record<string, unknown>>
+  response: Record<string, unknown>
+}
+
+const BARE_TOOLS = [
+  { name: 'echo', description: 'Echoes the text back', inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] } },
+  { name: 'progress', description: 'Reports progress `steps` times, then answers', inputSchema: { type: 'object', properties: { steps: { type: 'integer', minimum: 0, maximum: 100 } }, required: ['steps'] } }
+]
+
+/**
+ * The hand-made answer of a bare Streamable HTTP server to a JSON-RPC request: `initialize`
+ * (echoing the requested revision), `tools/list` (a fixed list), `tools/call` of `echo` and
+ * of `progress` (its notifications when the request has a progress token), an empty
+ * result for anything else. Undefined for notifications and responses.
+ */
+export function bareAnswer (message: unknown): BareAnswer | undefined {
+  if (typeof message !== 'object' || message === null) return undefined
+  const msg = message as { id?: unknown, method?: unknown, params?: { name?: unknown, arguments?: { text?: unknown, steps?: unknown }, protocolVersion?: unknown, _meta?: { progressToken?: unknown } } }
+  if (msg.id === undefined || typeof msg.method !== 'string') return undefined
+  const progress: Array<Record<string, unknown>> = []
+  let result: unknown
+  if (msg.method === 'tools/call' && msg.params?.name === 'progress') {
+    const steps = Number(msg.params.arguments?.steps ?? 0)
+    const progressToken = msg.params._meta?.progressToken
+    if (progressToken !== undefined) {
+      for (let i = 1; i <= steps; i++) progress.push({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken, progress: i, total: steps } })
+    }
+    result = { content: [{ type: 'text', text: `done ${steps}` }] }
+  } else if (msg.method === 'tools/call') {
+    result = { content: [{ type: 'text', text: String(msg.params?.arguments?.text ?? '') }] }
+  } else if (msg.method === 'tools/list') {
+    result = { tools: BARE_TOOLS }
+  } else if (msg.method === 'initialize') {
+    result = { protocolVersion: msg.params?.protocolVersion ?? '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'bare', version: '1.0.0' } }
+  } else {
+    result = {}
+  }
+  return { progress, response: { jsonrpc: '2.0', id: msg.id, result } }
 }

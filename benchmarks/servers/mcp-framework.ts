@@ -2,30 +2,10 @@
 // session, made by the framework). Its HTTP server is its own, so the memory route lives
 // on a small side server in the same process (reported as memPort).
 import { createServer, type Server } from 'node:http'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { MCPServer, MCPTool } from 'mcp-framework'
+import { fileURLToPath } from 'node:url'
+import { MCPServer } from 'mcp-framework'
 import { announce, listenHost, listenPort, memReport } from './common.js'
-
-// mcp-framework checks schemas with `instanceof` against its own zod (3.x, nested under it;
-// the project's is 4.x), so the tool's schema is built with that very module: its ESM entry,
-// the one the framework's own `import 'zod'` loads (the CommonJS build would be a different
-// class, and `instanceof` would fail).
-const requireFromFramework = createRequire(fileURLToPath(import.meta.resolve('mcp-framework')))
-const zodPackageJson = requireFromFramework.resolve('zod/package.json')
-const zodExports = (requireFromFramework('zod/package.json') as { exports: { '.': { import: string } } }).exports
-const { z } = await import(pathToFileURL(join(dirname(zodPackageJson), zodExports['.'].import)).href) as { z: any }
-
-class EchoTool extends MCPTool {
-  name = 'echo'
-  description = 'Echoes the text back'
-  protected schema = z.object({ text: z.string().describe('The text to echo') })
-  // An array of content items goes out as is (a bare string would be JSON-stringified).
-  protected async execute (input: { text: string }): Promise<Array<{ type: 'text', text: string }>> {
-    return [{ type: 'text', text: input.text }]
-  }
-}
+import { EchoTool } from './mcp-framework-tools.js'
 
 const server = new MCPServer({
   name: 'mcp-framework-bench',
