@@ -98,6 +98,11 @@ export const FST_ERR_MCP_SSE_REDIS_UNAVAILABLE = createError<[string]>(
   'fastify-mcp-sse: Redis is unavailable (%s). Check redis.url / redis.client and that the server is reachable.',
   ERROR_TABLE.service_unavailable.status
 )
+export const FST_ERR_MCP_SSE_RELAY_TIMEOUT = createError<[number]>(
+  'FST_ERR_MCP_SSE_RELAY_TIMEOUT',
+  'Service unavailable: the instance holding the session did not acknowledge the request within %d ms (redis.relayTimeout). Retry shortly.',
+  ERROR_TABLE.service_unavailable.status
+)
 export const FST_ERR_MCP_SSE_AUTHENTICATION = createError<[string]>(
   'FST_ERR_MCP_SSE_AUTHENTICATION',
   '%s',
@@ -188,6 +193,7 @@ const typeByCode: Readonly<Record<string, McpErrorType>> = {
   FST_ERR_MCP_SSE_HANDLER_ERROR: 'message_handler_error',
   FST_ERR_MCP_SSE_AUTHENTICATION: 'authentication_error',
   FST_ERR_MCP_SSE_REDIS_UNAVAILABLE: 'service_unavailable',
+  FST_ERR_MCP_SSE_RELAY_TIMEOUT: 'service_unavailable',
   FST_ERR_MCP_SSE_BAD_REQUEST: 'invalid_request',
   FST_ERR_MCP_SSE_NOT_ACCEPTABLE: 'not_acceptable',
   FST_ERR_MCP_SSE_METHOD_NOT_ALLOWED: 'method_not_allowed',
@@ -250,6 +256,7 @@ function errorMessage (type: McpErrorType, err: FastifyError, maxMessageSize: nu
     case 'internal_error':
       return 'Internal error.'
     case 'service_unavailable':
+      if (err.code === 'FST_ERR_MCP_SSE_RELAY_TIMEOUT') return err.message
       return 'Service unavailable: the session is held by another instance and the link to it is down. Retry shortly.'
     default:
       return err.message

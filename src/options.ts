@@ -55,6 +55,14 @@ export interface McpRedisOptions {
   sessionTtl?: number
   /** How long `register` waits for Redis before failing. @default 5000 */
   connectTimeout?: number
+  /**
+   * How long an instance waits for the instance holding a session to acknowledge a
+   * relayed Streamable HTTP request, in ms. The owner acknowledges as soon as it receives
+   * the request, so a slow tool never trips it; an owner that is wedged (still connected,
+   * not answering) does, and the client gets 503 `service_unavailable` with `Retry-After`.
+   * @default 10000
+   */
+  relayTimeout?: number
 }
 
 /** One rate-limit budget: at most `max` within `timeWindow`, per principal (or client address). */
@@ -251,6 +259,7 @@ export interface ResolvedRedis {
   keyPrefix: string
   sessionTtl: number
   connectTimeout: number
+  relayTimeout: number
 }
 
 /** A rate-limit budget with its window in milliseconds. */
@@ -327,7 +336,8 @@ export const defaults = {
   redis: {
     keyPrefix: 'mcp:',
     sessionTtl: 60_000,
-    connectTimeout: 5_000
+    connectTimeout: 5_000,
+    relayTimeout: 10_000
   },
   cors: {
     allowOrigin: '*',
@@ -406,7 +416,8 @@ function resolveRedis (redis: McpRedisOptions): ResolvedRedis {
     url: redis.url,
     keyPrefix,
     sessionTtl: count('redis.sessionTtl', redis.sessionTtl ?? defaults.redis.sessionTtl, 100),
-    connectTimeout: count('redis.connectTimeout', redis.connectTimeout ?? defaults.redis.connectTimeout, 1)
+    connectTimeout: count('redis.connectTimeout', redis.connectTimeout ?? defaults.redis.connectTimeout, 1),
+    relayTimeout: count('redis.relayTimeout', redis.relayTimeout ?? defaults.redis.relayTimeout, 1)
   }
 }
 

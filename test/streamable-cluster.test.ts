@@ -10,6 +10,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { Redis } from 'ioredis'
+import { z } from 'zod'
 import mcpSse, { ApiKeyAuthProvider } from '../src/index.js'
 import { buildExampleServer } from '../example/mcp-server.js'
 import { PrivateRedis, REDIS_URL, startInstance, startProxy, testPrefix, type Instance } from './support/cluster.js'
@@ -125,15 +126,15 @@ function recordingFactory (): { servers: McpServer[], server: () => McpServer } 
 type InstanceOptions = Omit<Parameters<typeof startInstance>[1], 'redis'>
 
 /** Two instances sharing sessions through one Redis (a fresh key prefix). */
-async function pair (t: Test, extra: InstanceOptions = {}, url = REDIS_URL): Promise<[Instance, Instance, string]> {
+async function pair (t: Test, extra: InstanceOptions = {}, url = REDIS_URL, redis: { relayTimeout?: number, sessionTtl?: number } = {}): Promise<[Instance, Instance, string]> {
   const keyPrefix = testPrefix()
-  const a = await startInstance(t, { ...extra, redis: { url, keyPrefix } })
-  const b = await startInstance(t, { ...extra, redis: { url, keyPrefix } })
+  const a = await startInstance(t, { ...extra, redis: { ...redis, url, keyPrefix } })
+  const b = await startInstance(t, { ...extra, redis: { ...redis, url, keyPrefix } })
   return [a, b, keyPrefix]
 }
 
 /** A plugin instance in a process of its own (so it can be killed outright); its base URL. */
-async function child (t: Test, keyPrefix: string): Promise<{ base: string, kill: () => Promise<void> }> {
+async function child (t: Test, keyPrefix: string): Promise<{ base: string, kill: () => Promise<void>, signal: (signal: NodeJS.Signals) => void }> {
   const proc = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
     env: { ...process.env, REDIS_URL, KEY_PREFIX: keyPrefix },
     stdio: ['ignore', 'pipe', 'inherit']
@@ -148,8 +149,21 @@ async function child (t: Test, keyPrefix: string): Promise<{ base: string, kill:
     proc.kill('SIGKILL')
     await exited
   }
-  return { base: `http://127.0.0.1:${port}`, kill }
+  return { base: `http://127.0.0.1:${port}`, kill, signal: sig => { proc.kill(sig) } }
 }
+
+/** A server whose `sleep` tool answers after `ms`, with nothing before its result (a JSON answer). */
+function sleepyServer (): McpServer {
+  const s = new McpServer({ name: 'sleepy', version: '1' })
+  s.registerTool('sleep', { description: 'answers after a while', inputSchema: { ms: z.number() } }, async ({ ms }) => {
+    await new Promise(resolve => setTimeout(resolve, ms))
+    return { content: [{ type: 'text', text: `slept ${ms}` }] }
+  })
+  s.registerTool('wait', { description: 'never answers' }, async () => await new Promise<never>(() => {}))
+  return s
+}
+
+const ping = (n: number): object => ({ jsonrpc: '2.0', id: n, method: 'ping' })
 
 const toolsChanged = { jsonrpc: '2.0', method: 'notifications/tools/list_changed' }
 
@@ -402,4 +416,42 @@ t.test('errors of the owner come back as they are: a batch the session\'s revisi
   const late = await request(b.base, 'POST', { jsonrpc: '2.0', id: 5, method: 'ping' }, session(id))
   t.equal(late.status, 404)
   t.match(late.json, { id: 5, error: { data: { type: 'session_not_found' } } })
+})
+
+t.test('an owner that stops answering while still subscribed (SIGSTOP): relayed requests answer 503 with Retry-After once redis.relayTimeout passes, and it recovers when the owner wakes', async t => {
+  const keyPrefix = testPrefix()
+  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix, relayTimeout: 500 } })
+  const owner = await child(t, keyPrefix)
+  const id = await open(t, owner.base)
+  t.equal((await request(b.base, 'POST', ping(1), session(id))).status, 200, 'relayed while the owner answers')
+  owner.signal('SIGSTOP')
+  t.teardown(() => { owner.signal('SIGCONT') })
+  for (const [method, body, headers] of [['POST', ping(2), session(id)], ['GET', undefined, session(id, { accept: 'text/event-stream' })]] as const) {
+    const started = Date.now()
+    const answer = await request(b.base, method, body, headers)
+    const took = Date.now() - started
+    t.equal(answer.status, 503, `${method}: 503`)
+    t.equal(answer.headers['retry-after'], '1', `${method}: Retry-After`)
+    t.match(answer.json, { id: method === 'POST' ? 2 : null, error: { code: -32000, message: /did not acknowledge the request within 500 ms \(redis\.relayTimeout\)/, data: { type: 'service_unavailable', sessionId: id } } })
+    t.ok(took >= 450 && took < 2500, `${method}: answered at the bound (${took} ms), not left waiting`)
+  }
+  owner.signal('SIGCONT')
+  const back = await request(b.base, 'POST', ping(3), session(id))
+  t.equal(back.status, 200, 'the owner awake: relayed again')
+  t.match(back.json, { id: 3, result: {} })
+  const s = stream(b.base, session(id))
+  t.equal(await s.status, 200, 'no stream left behind by the timed-out GET: no 409')
+  s.close()
+  await owner.kill()
+})
+
+t.test('a relayed tool call that takes longer than redis.relayTimeout is not cut short: the owner acknowledged it', async t => {
+  const [a, b] = await pair(t, { server: sleepyServer }, REDIS_URL, { relayTimeout: 200 })
+  const id = await open(t, a.base)
+  const started = Date.now()
+  const answer = await request(b.base, 'POST', { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 900 } } }, session(id))
+  t.equal(answer.status, 200)
+  t.match(answer.headers['content-type'], /application\/json/, 'a JSON answer, written only when the tool finished')
+  t.match(answer.json, { id: 4, result: { content: [{ text: 'slept 900' }] } })
+  t.ok(Date.now() - started >= 900, 'after the tool, well past the 200 ms bound')
 })

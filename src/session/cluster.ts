@@ -128,6 +128,11 @@ export interface SessionCluster {
   onChange (listener: (event: ChangeEvent) => void): () => void
   /** Finds a session held elsewhere. */
   lookup (id: string): Promise<McpSessionInfo | undefined>
+  /**
+   * Ends the answers this instance is writing for sessions held elsewhere (at close, with
+   * the local sessions): streams end, answers not begun are 503.
+   */
+  endRelayed (): void
   /** Forgets this instance's sessions and disconnects (after they have ended). */
   shutdown (localIds: string[]): Promise<void>
 }
@@ -172,5 +177,6 @@ export class LocalCluster implements SessionCluster {
     return NONE
   }
 
+  endRelayed (): void {}
   async shutdown (): Promise<void> {}
 }

@@ -88,6 +88,7 @@ export class RedisCluster implements SessionCluster {
   readonly #cmd: Redis
   readonly #sub: Redis
   readonly #connectTimeout: number
+  readonly #relayTimeout: number
   #host: ClusterHost | undefined
   #refreshTimer: NodeJS.Timeout | undefined
   #healthy = true
@@ -111,6 +112,7 @@ export class RedisCluster implements SessionCluster {
     this.#prefix = options.keyPrefix
     this.#ttl = options.sessionTtl
     this.#connectTimeout = options.connectTimeout
+    this.#relayTimeout = options.relayTimeout
     this.#channel = `${this.#prefix}instance:${this.instanceId}`
     this.#closedChannel = `${this.#prefix}closed`
     this.#changesChannel = `${this.#prefix}changes`
@@ -286,7 +288,7 @@ export class RedisCluster implements SessionCluster {
         const gone: ClientGone = { t: 'c', r: this.instanceId, k: key }
         if (cutOff) gone.o = 1
         this.#cmd.publish(ownerChannel, JSON.stringify(gone)).catch(() => {})
-      }, () => { this.#relays.delete(key) })
+      }, () => { this.#relays.delete(key) }, this.#relayTimeout)
       // Registered before the request goes out: its answer can come before PUBLISH returns.
       this.#relays.set(key, answer)
       this.#watchOwners()
@@ -473,6 +475,10 @@ export class RedisCluster implements SessionCluster {
   #receiveRelayed (request: RelayRequest): void {
     const sinkKey = `${request.r}:${request.k}`
     const channel = `${this.#prefix}instance:${request.r}`
+    // Acknowledged before it is served: the receiving instance bounds only this wait, so
+    // a long tool call (whose JSON answer comes when it is done) never times out.
+    const ack: Answer = { t: 'a', k: request.k, a: 1 }
+    this.#cmd.publish(channel, JSON.stringify(ack)).catch(() => {})
     const sink = new RelaySink(
       frame => this.#cmd.publish(channel, JSON.stringify({ t: 'a', k: request.k, ...frame })).then(n => n > 0),
       () => { this.#sinks.delete(sinkKey) }
@@ -481,11 +487,20 @@ export class RedisCluster implements SessionCluster {
     this.#host?.receiveRelayed(request.s, request.q, request.p, request.a, sink)
   }
 
+  /**
+   * Ends the answers this instance writes for sessions held elsewhere (at close): a stream
+   * ends, so its client resumes on another instance; an answer not begun is a 503.
+   */
+  endRelayed (): void {
+    for (const answer of [...this.#relays.values()]) answer.shutdown()
+  }
+
   /** Forgets this instance's sessions in Redis, unsubscribes, and closes its connections. */
   async shutdown (localIds: string[]): Promise<void> {
     clearInterval(this.#refreshTimer)
     clearInterval(this.#ownerCheck)
     this.#sub.off('close', this.#onSubscriberLost)
+    this.endRelayed()
     if (this.#cmd.status === 'ready' && localIds.length > 0) {
       await this.#cmd.del(...localIds.map(id => this.#key(id))).catch(() => {})
     }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { describeError, FST_ERR_MCP_SSE_REDIS_UNAVAILABLE, FST_ERR_MCP_SSE_SESSION_NOT_FOUND, McpRelayedError, type RelayedErrorInfo } from '../errors.js'
+import { describeError, FST_ERR_MCP_SSE_REDIS_UNAVAILABLE, FST_ERR_MCP_SSE_RELAY_TIMEOUT, FST_ERR_MCP_SSE_SESSION_NOT_FOUND, McpRelayedError, type RelayedErrorInfo } from '../errors.js'
 import type { ResponseSink } from '../transports/transport.js'
 
 /**
@@ -8,6 +8,8 @@ import type { ResponseSink } from '../transports/transport.js'
  * to the instance the client is talking to, in order. One frame may carry several parts.
  */
 export interface AnswerFrame {
+  /** the owner received the request (a frame of its own, sent at once, before serving it) */
+  a?: 1
   /** status and headers: the head, sent with the first part that follows it */
   s?: number
   h?: OutgoingHttpHeaders
@@ -146,6 +148,11 @@ export class RelaySink extends EventEmitter implements ResponseSink {
 export interface RelayTarget {
   /** Takes the client's response over from Fastify. */
   hijack: () => ServerResponse
+  /**
+   * The client's response, before it is taken over: listened to for 'close' from the
+   * start, so a client that leaves before the first byte is noticed too.
+   */
+  response?: ServerResponse
   /** Headers already set on the reply (CORS): the owner's head adds to them. */
   headers: () => OutgoingHttpHeaders
   maxBufferedBytes: number
@@ -165,6 +172,7 @@ export class RelayedAnswer {
   #target: RelayTarget | undefined
   #res: ServerResponse | undefined
   #done = false
+  #timer: NodeJS.Timeout | undefined
   #resolve!: () => void
   #reject!: (err: Error) => void
   readonly #finished: Promise<void>
@@ -172,8 +180,9 @@ export class RelayedAnswer {
   /**
    * @param onClientGone tells the owner the client left before the answer was complete.
    * @param onFinish runs once, when the answer is complete or abandoned.
+   * @param timeout ms the owner has to acknowledge the request (any frame does); 0: no bound.
    */
-  constructor (key: number, owner: string, onClientGone: (cutOff: boolean) => void, onFinish: () => void) {
+  constructor (key: number, owner: string, onClientGone: (cutOff: boolean) => void, onFinish: () => void, timeout = 0) {
     this.key = key
     this.owner = owner
     this.#onClientGone = onClientGone
@@ -182,11 +191,20 @@ export class RelayedAnswer {
       this.#resolve = resolve
       this.#reject = reject
     })
+    if (timeout > 0) {
+      // Only the acknowledgement is bounded: once the owner has the request, a long tool
+      // call answers when it is done (JSON answers come only then).
+      this.#timer = setTimeout(() => { this.#timedOut(timeout) }, timeout)
+      this.#timer.unref()
+    }
   }
+
 
   /** Writes the answer to the client; resolves when it is complete, rejects with an error to answer instead. */
   pipe (target: RelayTarget): Promise<void> {
+    if (this.#done) return this.#finished
     this.#target = target
+    target.response?.on('close', this.#onClose)
     const pending = this.#pending
     this.#pending = []
     for (const frame of pending) this.receive(frame)
@@ -196,6 +214,11 @@ export class RelayedAnswer {
   /** A frame from the owner. */
   receive (frame: AnswerFrame): void {
     if (this.#done) return
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+    if (frame.a === 1) return
     const target = this.#target
     if (target === undefined) {
       this.#pending.push(frame)
@@ -215,7 +238,7 @@ export class RelayedAnswer {
         res.socket?.setNoDelay(true)
       }
       res.writeHead(frame.s ?? 200, headers)
-      res.on('close', this.#onClose)
+      if (res !== target.response) res.on('close', this.#onClose)
     }
     if (frame.x === 1) {
       res.destroy()
@@ -249,6 +272,25 @@ export class RelayedAnswer {
     this.#abandon(new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE('the connection was lost'))
   }
 
+  /**
+   * This instance is closing: a stream ends (its client resumes on another instance), an
+   * answer not begun is a 503. The owner is told, as when a client leaves.
+   */
+  shutdown (): void {
+    if (this.#done) return
+    this.#abandon(new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE('this instance is shutting down'))
+    this.#onClientGone(false)
+  }
+
+  /** The owner did not acknowledge in time: wedged, or its messages are not getting through. */
+  #timedOut (timeout: number): void {
+    this.#timer = undefined
+    if (this.#done) return
+    this.#abandon(new FST_ERR_MCP_SSE_RELAY_TIMEOUT(timeout))
+    // Should it wake up, what it answers goes nowhere (and stays resumable there).
+    this.#onClientGone(false)
+  }
+
   #abandon (err: Error): void {
     if (this.#done) return
     const res = this.#res
@@ -261,7 +303,10 @@ export class RelayedAnswer {
   }
 
   #onClose = (): void => {
-    if (!this.#done) this.#left(false)
+    if (this.#done) return
+    // Gone before the head: the route's reply is not to be answered any more.
+    if (this.#res === undefined && this.#target !== undefined) this.#res = this.#target.hijack()
+    this.#left(false)
   }
 
   #left (cutOff: boolean): void {
@@ -272,7 +317,10 @@ export class RelayedAnswer {
   #finish (err?: Error): void {
     if (this.#done) return
     this.#done = true
+    clearTimeout(this.#timer)
+    this.#timer = undefined
     this.#res?.off('close', this.#onClose)
+    this.#target?.response?.off('close', this.#onClose)
     if (err === undefined) this.#resolve()
     else this.#reject(err)
     this.#onFinish()
