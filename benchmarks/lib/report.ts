@@ -4,6 +4,7 @@ import type { ScaleSample } from './scale.js'
 import { familyOf, SCENARIO_TITLES, type Scenario } from './scenarios.js'
 import { REFERENCES, SERVERS, type ServerName } from './servers.js'
 import { median } from './stats.js'
+import { targetsMarkdown } from './targets.js'
 
 export interface Machine {
   cpu: string
@@ -276,6 +277,7 @@ export function toMarkdown (r: Results): string {
     out.push('')
   }
 
+  out.push(...targetsMarkdown(r))
   crossTable(r, out, 'cross-instance', 'fastify-mcp-sse', 'Cross-instance HTTP+SSE (Redis) against one in-memory instance, same run')
   crossTable(r, out, 'cross-instance-streamable', 'fastify-mcp-sse-json', 'Cross-instance Streamable HTTP (Redis) against one in-memory instance, same run')
   crossTable(r, out, 'fastify-mcp-sse-json', 'fastify-mcp-sse-json-quiet', 'What metrics and tracing cost: the default (both on, no OpenTelemetry SDK installed) against both off, same run')
