@@ -455,3 +455,29 @@ t.test('a relayed tool call that takes longer than redis.relayTimeout is not cut
   t.match(answer.json, { id: 4, result: { content: [{ text: 'slept 900' }] } })
   t.ok(Date.now() - started >= 900, 'after the tool, well past the 200 ms bound')
 })
+
+t.test('app.close() without forceCloseConnections completes promptly with a relayed GET stream and a relayed POST not yet answered open on it', async t => {
+  const keyPrefix = testPrefix()
+  const a = await startInstance(t, { server: sleepyServer, redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } }, {})
+  const id = await open(t, a.base)
+  const s = stream(b.base, session(id))
+  t.equal(await s.status, 200, 'a relayed GET stream on B')
+  await until(() => s.events.length >= 1, 5000, 'the priming event')
+  const pending = request(b.base, 'POST', { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'wait', arguments: {} } }, session(id))
+  await new Promise(resolve => setTimeout(resolve, 200))
+  const started = Date.now()
+  await b.app.close()
+  const took = Date.now() - started
+  t.ok(took < 2000, `close() took ${took} ms`)
+  await s.ended
+  t.pass('the stream ended (its client resumes elsewhere)')
+  const answer = await pending
+  t.equal(answer.status, 503, 'the answer not begun is a 503')
+  t.equal(answer.headers['retry-after'], '1')
+  t.match(answer.json, { id: 9, error: { data: { type: 'service_unavailable', sessionId: id } } })
+  t.equal(a.app.mcpSessions.size, 1, 'the session lives on with its owner')
+  const again = stream(a.base, session(id))
+  t.equal(await again.status, 200, 'and its stream can be opened again: the owner was told B\'s client left')
+  again.close()
+})

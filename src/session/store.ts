@@ -108,6 +108,8 @@ export class SessionStore implements McpSessionStore, ClusterHost {
   }
 
   async closeAll (): Promise<void> {
+    // Answers relayed here for sessions held elsewhere end too, or close() would wait on them.
+    this.#cluster.endRelayed()
     await Promise.all(Array.from(this.#sessions.values(), s => s.close('server_shutdown')))
   }
 
