@@ -300,8 +300,11 @@ export class PostReply implements ReplyChannel {
     this.#collected = []
     if (!res.destroyed) {
       const json = JSON.stringify(body)
-      this.#opts.written?.(Buffer.byteLength(json))
-      res.writeHead(200, { ...this.#opts.headers(), 'content-type': 'application/json; charset=utf-8' })
+      const length = Buffer.byteLength(json)
+      this.#opts.written?.(length)
+      // With its length known, Node writes the head and the body in one go (no chunked
+      // encoding, whose framing costs a writev of four buffers per answer).
+      res.writeHead(200, { ...this.#opts.headers(), 'content-type': 'application/json; charset=utf-8', 'content-length': length })
       res.end(json)
     }
     this.#settle()
