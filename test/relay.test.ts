@@ -193,6 +193,49 @@ t.test('RelayedAnswer: the owner gone or the link lost, before or after the head
   t.same(gone, [false], 'the owner hears the client left')
 })
 
+t.test('RelayedAnswer: a client that leaves before the first frame is noticed: the owner is told, the route\'s reply is taken over, later frames go nowhere', async t => {
+  const gone: boolean[] = []
+  let finished = 0
+  let hijacked = 0
+  const answer = new RelayedAnswer(9, 'owner', cutOff => { gone.push(cutOff) }, () => { finished++ })
+  let piped: Promise<void> | undefined
+  const c = await client(t, res => {
+    piped = answer.pipe({ hijack: () => { hijacked++; return res }, response: res, headers: () => ({}), maxBufferedBytes: 100 })
+    setTimeout(() => { c.destroy() }, 20)
+  })
+  await c.read
+  await until(() => gone.length > 0)
+  t.same(gone, [false], 'the owner hears the client left, once')
+  await piped
+  t.equal(finished, 1)
+  t.equal(hijacked, 1, 'the reply is taken from the route, which has nothing left to answer')
+  answer.receive({ s: 200, h: { 'content-type': 'text/event-stream' }, d: 'late', e: 1 })
+  t.equal(hijacked, 1, 'a late answer is dropped')
+})
+
+t.test('RelayedAnswer: the owner has `timeout` ms to acknowledge; after that the pipe rejects with FST_ERR_MCP_SSE_RELAY_TIMEOUT (503) and the owner is told; an acknowledgement lifts the bound', async t => {
+  const gone: boolean[] = []
+  // The bound's timer is unref'd: something must keep this process alive meanwhile.
+  const hold = setInterval(() => {}, 1000)
+  t.teardown(() => { clearInterval(hold) })
+  const silent = new RelayedAnswer(10, 'owner', cutOff => { gone.push(cutOff) }, () => {}, 50)
+  const started = Date.now()
+  await t.rejects(silent.pipe({ hijack: () => { throw new Error('no') }, headers: () => ({}), maxBufferedBytes: 100 }), { code: 'FST_ERR_MCP_SSE_RELAY_TIMEOUT', statusCode: 503, message: /within 50 ms \(redis\.relayTimeout\)/ })
+  t.ok(Date.now() - started >= 45, 'not before the bound')
+  t.same(gone, [false])
+
+  const acked = new RelayedAnswer(11, 'owner', () => {}, () => {}, 50)
+  acked.receive({ a: 1 })
+  const c = await client(t, res => {
+    const piped = acked.pipe({ hijack: () => res, headers: () => ({}), maxBufferedBytes: 1 << 20 })
+    setTimeout(() => { acked.receive({ s: 200, h: { 'content-type': 'application/json' }, d: '{}', e: 1 }) }, 150)
+    void piped
+  })
+  const got = await c.read
+  t.equal(got.status, 200, 'answered at 150 ms, past the 50 ms bound: acknowledged')
+  t.equal(got.body, '{}')
+})
+
 async function until (fn: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !fn(); i++) await new Promise(resolve => setTimeout(resolve, 10))
 }

@@ -481,3 +481,25 @@ t.test('app.close() without forceCloseConnections completes promptly with a rela
   t.equal(await again.status, 200, 'and its stream can be opened again: the owner was told B\'s client left')
   again.close()
 })
+
+t.test('a client that leaves a relayed GET before any byte came back is noticed: once the owner answers, the stream is not left open (no 409)', async t => {
+  const keyPrefix = testPrefix()
+  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
+  const owner = await child(t, keyPrefix)
+  const id = await open(t, owner.base)
+  // A stopped owner holds the answer back, so the client leaves before the head.
+  owner.signal('SIGSTOP')
+  t.teardown(() => { owner.signal('SIGCONT') })
+  const early = stream(b.base, session(id))
+  await new Promise(resolve => setTimeout(resolve, 200))
+  early.close()
+  await early.ended
+  await new Promise(resolve => setTimeout(resolve, 100))
+  owner.signal('SIGCONT')
+  // The owner opens the stream it was asked for, then hears its client left.
+  await new Promise(resolve => setTimeout(resolve, 300))
+  const s = stream(b.base, session(id))
+  t.equal(await s.status, 200, 'a new stream opens: the first one ended on the owner')
+  s.close()
+  await owner.kill()
+})

@@ -113,6 +113,7 @@ export function mcpRoute (
         reply.hijack()
         return reply.raw
       },
+      response: reply.raw,
       headers: () => reply.getHeaders() as OutgoingHttpHeaders,
       maxBufferedBytes: options.maxBufferedBytes
     })
