@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { authHook } from './auth/hook.js'
+import type { McpAuthFailureReason } from './auth/types.js'
 import { requestGuard } from './guard.js'
 import { resolveOptions, type McpSseOptions, type ResolvedCors, type ResolvedOptions } from './options.js'
 import { rateLimits } from './rate-limit.js'
@@ -52,10 +53,11 @@ function countSessions (store: SessionStore): { sse: number, streamable: number 
  * The routes operators point tools at, in a scope of their own: none of the MCP routes'
  * guards, CORS or auth (the metrics route takes the auth provider with `metrics.auth`).
  */
-const operationsRoutes: FastifyPluginAsync<{ options: ResolvedOptions, registry: Registry | undefined, health: () => McpHealth }> = async function operationsRoutes (scope, { options, registry, health }) {
+const operationsRoutes: FastifyPluginAsync<{ options: ResolvedOptions, registry: Registry | undefined, health: () => McpHealth, refused: (reason: McpAuthFailureReason) => void }> = async function operationsRoutes (scope, { options, registry, health, refused }) {
   const metrics = options.metrics
   if (metrics !== false && metrics.path !== undefined && registry !== undefined) {
-    const onRequest = metrics.auth && options.auth !== undefined ? [authHook(options.auth.provider)] : []
+    // options.auth is set whenever metrics.auth is (resolveOptions refuses the rest).
+    const onRequest = metrics.auth && options.auth !== undefined ? [authHook(options.auth.provider, refused)] : []
     if (onRequest.length > 0) scope.decorateRequest('mcpAuth', null)
     scope.get(metrics.path, { onRequest }, async (_request, reply) => {
       reply.type(registry.contentType)
@@ -82,10 +84,11 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
   // Route-level hooks: the guard (Origin/Host checks, CORS, content type), then auth
   // where `auth.endpoints` asks for it.
   const auth = options.auth
+  const refused = (reason: McpAuthFailureReason): void => { telemetry.authFailed(reason) }
   const mcpCors = options.cors === false ? false : withMcpHeaders(options.cors)
   const hooks = (requireJson: boolean, authOn: boolean, cors: ResolvedCors | false = options.cors): onRequestHookHandler[] => {
     const guard = requestGuard(options, requireJson, cors)
-    return auth !== undefined && authOn ? [guard, authHook(auth.provider)] : [guard]
+    return auth !== undefined && authOn ? [guard, authHook(auth.provider, refused)] : [guard]
   }
 
   const routes: RouteContext = {
@@ -115,7 +118,7 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
     }
   }
   // A legacy client on the one URL meets the HTTP+SSE stream's auth, even where /mcp has none.
-  const sseAuth = auth !== undefined && auth.sse && !auth.mcp ? authHook(auth.provider) : undefined
+  const sseAuth = auth !== undefined && auth.sse && !auth.mcp ? authHook(auth.provider, refused) : undefined
   if (options.mcpEndpoint !== false) mcpRoute(scope, routes, options.mcpEndpoint, openSseSession, sseAuth)
 }
 
@@ -141,7 +144,7 @@ function withMcpHeaders (cors: ResolvedCors): ResolvedCors {
 async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { prefix?: string }): Promise<void> {
   const options = resolveOptions(opts)
   // The gauges read the store and the modern endpoint when scraped (both made below).
-  const telemetry: Telemetry = new Telemetry({ metrics: options.metrics !== false, tracing: options.tracing }, {
+  const telemetry: Telemetry = new Telemetry({ metrics: options.metrics !== false, tracing: options.tracing, redis: options.redis !== undefined }, {
     sessions: () => countSessions(store),
     streams: (): { sse: number, streamable: number, listen: number } => {
       let sse = 0
@@ -211,7 +214,7 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
   })
   // fastify-plugin ignores `prefix` for the plugin itself; apply it to our routes.
   await fastify.register(mcpRoutes, { options, store, modern, telemetry, prefix: opts.prefix })
-  await fastify.register(operationsRoutes, { options, registry: telemetry.registry, health, prefix: opts.prefix })
+  await fastify.register(operationsRoutes, { options, registry: telemetry.registry, health, refused: reason => { telemetry.authFailed(reason) }, prefix: opts.prefix })
   const metadata = options.auth?.provider.protectedResourceMetadata?.()
   if (metadata !== undefined) await fastify.register(resourceMetadataRoutes, { metadata })
 }

@@ -146,8 +146,8 @@ export interface McpSseOptions {
   /**
    * Prometheus metrics (prom-client) by the OpenTelemetry MCP conventions, in a registry
    * of the plugin's own: `app.mcpMetrics` (merge it into yours). `{ path }` also serves
-   * it (text format) on that path, outside the MCP routes' auth unless `auth: true`.
-   * `false`: no metrics. @default true
+   * it (text format) on that path, outside the MCP routes' auth unless `auth: true`
+   * (which needs the `auth` option: register fails without it). `false`: no metrics. @default true
    */
   metrics?: boolean | { path?: string, auth?: boolean }
   /**
@@ -461,13 +461,16 @@ function routePath (option: string, value: unknown): string {
   return value as string
 }
 
-function resolveMetrics (value: McpSseOptions['metrics']): ResolvedOptions['metrics'] {
+function resolveMetrics (value: McpSseOptions['metrics'], hasAuth: boolean): ResolvedOptions['metrics'] {
   if (value === undefined || value === true) return { path: undefined, auth: false }
   if (value === false) return false
   if (typeof value !== 'object' || value === null) fail('metrics', 'Use true, false or { path, auth }.')
+  const auth = value.auth === undefined ? false : flag('metrics.auth', value.auth)
+  // Asked for auth with none to apply: serving the metrics open would be a silent surprise.
+  if (auth && !hasAuth) fail('metrics.auth', 'It uses the auth option\'s provider, and there is none: pass auth: { provider }, or drop metrics.auth.')
   return {
     path: value.path === undefined ? undefined : routePath('metrics.path', value.path),
-    auth: value.auth === undefined ? false : flag('metrics.auth', value.auth)
+    auth
   }
 }
 
@@ -595,7 +598,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
     responseMode,
     stateless,
     modern: resolveModern(o.modern),
-    metrics: resolveMetrics(o.metrics),
+    metrics: resolveMetrics(o.metrics, auth !== undefined),
     tracing: flag('tracing', o.tracing ?? defaults.tracing),
     health: resolveHealth(o.health),
     sessionIdleTimeout: count('sessionIdleTimeout', o.sessionIdleTimeout ?? defaults.sessionIdleTimeout, 0),

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { McpAuthFailureReason } from './auth/types.js'
 import type { JsonRpcMessage } from './mcp.js'
 import type { CloseReason, TransportObserver } from './transports/transport.js'
 
@@ -19,6 +20,8 @@ export interface TelemetrySource {
 export interface TelemetryOptions {
   metrics: boolean
   tracing: boolean
+  /** Whether `redis` is set: only then is there an `mcp_redis_up` series (a 0 would page someone). */
+  redis: boolean
 }
 
 /** The methods of MCP (every revision): other values are reported as `other`, so a client cannot grow the label set. */
@@ -29,8 +32,16 @@ const METHODS = new Set([
   'notifications/roots/list_changed', 'server/discover', 'subscriptions/listen', 'tasks/get', 'tasks/list',
   'tasks/result', 'tasks/cancel', 'sampling/createMessage', 'elicitation/create', 'roots/list'
 ])
-/** Tool names are the server's, but clients send them: the first this many are labels, the rest `other`. */
+/**
+ * Tool names are the server's, but clients send them: a name becomes a label only once the
+ * server listed it or served a call to it without a JSON-RPC error (so unknown tools never
+ * take a slot), up to this many; the rest are `other`.
+ */
 const MAX_TOOL_NAMES = 100
+/** Longer tool names are `other` (the MCP spec advises names of 1 to 128 characters; real ones are short). */
+const MAX_TOOL_NAME_LENGTH = 64
+/** The protocol revisions there are: a client's made-up version is `other`. */
+const PROTOCOL_VERSIONS = new Set(['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25', '2026-07-28'])
 /** As OpenTelemetry's MCP conventions advise for `mcp.server.operation.duration` and `mcp.server.session.duration`. */
 const DURATION_BUCKETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
 
@@ -42,8 +53,21 @@ type Labels = 'mcp_method_name' | 'gen_ai_tool_name' | 'error_type' | 'network_t
 interface Operation {
   start: bigint
   method: string
+  /** The tool name the client sent (a label only once known, see {@link MAX_TOOL_NAMES}). */
   tool: string | undefined
   span: Span | undefined
+  done: boolean
+}
+
+/** A protocol version as a label: one of the revisions, `other`, or '' when unknown. */
+function versionLabel (version: string | undefined): string {
+  if (version === undefined) return ''
+  return PROTOCOL_VERSIONS.has(version) ? version : 'other'
+}
+
+/** A JSON-RPC error (or no answer at all) says nothing about whether the tool exists. */
+function servedWithoutRpcError (errorType: string): boolean {
+  return errorType === '' || errorType === 'tool_error'
 }
 
 function params (message: JsonRpcMessage): Record<string, unknown> | undefined {
@@ -80,6 +104,7 @@ export class Telemetry {
   readonly #sent: Counter<'mcp_transport'> | undefined
   readonly #bytes: Counter<'mcp_transport'> | undefined
   readonly #errors: Counter<'type' | 'status'> | undefined
+  readonly #authFailures: Counter<'reason'> | undefined
   readonly #forwards: Counter<'kind' | 'outcome'> | undefined
   readonly #forwardTime: Histogram<'kind'> | undefined
 
@@ -120,22 +145,22 @@ export class Telemetry {
       g.set({ mcp_transport: 'streamable' }, s.streamable)
       g.set({ mcp_transport: 'modern' }, s.listen)
     })
-    // eslint-disable-next-line no-new
-    new Gauge({
-      name: 'mcp_redis_up',
-      help: '1 while the link to Redis is up (absent without Redis)',
-      registers,
-      collect () {
-        const up = source.redisUp()
-        if (up !== undefined) this.set(up ? 1 : 0)
-      }
-    })
+    if (opts.redis) {
+      // eslint-disable-next-line no-new
+      new Gauge({
+        name: 'mcp_redis_up',
+        help: '1 while the link to Redis is up (absent without Redis)',
+        registers,
+        collect () { this.set(source.redisUp() === true ? 1 : 0) }
+      })
+    }
     this.#opened = new Counter({ name: 'mcp_sessions_opened_total', help: 'Sessions opened', labelNames: ['mcp_transport'], registers })
     this.#closed = new Counter({ name: 'mcp_sessions_closed_total', help: 'Sessions ended, by reason (buffer_overflow: a client that stopped reading was cut off)', labelNames: ['mcp_transport', 'reason'], registers })
     this.#received = new Counter({ name: 'mcp_messages_received_total', help: 'JSON-RPC messages from clients', labelNames: ['mcp_transport'], registers })
     this.#sent = new Counter({ name: 'mcp_messages_sent_total', help: 'JSON-RPC messages to clients', labelNames: ['mcp_transport'], registers })
     this.#bytes = new Counter({ name: 'mcp_bytes_written_total', help: 'Bytes of events written to session streams', labelNames: ['mcp_transport'], registers })
     this.#errors = new Counter({ name: 'mcp_http_errors_total', help: 'Requests answered with an error, by error type (authentication_error, rate_limited, ...) and status', labelNames: ['type', 'status'], registers })
+    this.#authFailures = new Counter({ name: 'mcp_auth_failures_total', help: 'Requests the auth provider refused, by reason (missing_credentials, invalid_credentials, expired, insufficient_scope, provider_error)', labelNames: ['reason'], registers })
     this.#forwards = new Counter({ name: 'mcp_cluster_forwards_total', help: 'Messages and requests sent to the instance holding their session', labelNames: ['kind', 'outcome'], registers })
     this.#forwardTime = new Histogram({ name: 'mcp_cluster_forward_duration_seconds', help: 'Time to hand a message or request to the instance holding its session', labelNames: ['kind'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers })
   }
@@ -159,6 +184,15 @@ export class Telemetry {
         this.#run(op, deliver)
         // A notification is done once handed over (only requests are timed).
         if (id === undefined) op.span?.end()
+        // The SDK never answers a cancelled request: its operation ends here, or it would stay open with the session.
+        if (method === 'notifications/cancelled') {
+          const cancelled = params(message)?.requestId
+          const target = typeof cancelled === 'string' || typeof cancelled === 'number' ? ops.get(cancelled) : undefined
+          if (target !== undefined) {
+            ops.delete(cancelled as string | number)
+            this.#finish(target, 'cancelled', version ?? protocolVersion())
+          }
+        }
       },
       sent: message => {
         this.#sent?.inc({ mcp_transport: transport })
@@ -167,8 +201,9 @@ export class Telemetry {
         const op = ops.get(id)
         if (op === undefined) return
         ops.delete(id)
-        const result = message.result as { protocolVersion?: unknown } | undefined
+        const result = message.result as { protocolVersion?: unknown, tools?: unknown } | undefined
         if (op.method === 'initialize' && typeof result?.protocolVersion === 'string') version = result.protocolVersion
+        if (op.method === 'tools/list') this.#listed(result?.tools)
         this.#finish(op, errorTypeOf(message), version ?? protocolVersion())
       },
       written: bytes => { this.#bytes?.inc({ mcp_transport: transport }, bytes) },
@@ -183,22 +218,39 @@ export class Telemetry {
    * A 2026-07-28 request: one message, one operation, answered when its HTTP response
    * ends. `run` serves it inside the operation's trace context.
    */
-  async modern<T> (message: unknown, headers: IncomingHttpHeaders, run: () => Promise<T>, errorType: (result: T) => string): Promise<T> {
+  async modern<T> (message: unknown, headers: IncomingHttpHeaders, run: () => Promise<T>, errorType: (result: T) => string, closed?: AbortSignal): Promise<T> {
     const m = (typeof message === 'object' && message !== null ? message : {}) as JsonRpcMessage
     this.#received?.inc({ mcp_transport: 'modern' })
     const method = typeof m.method === 'string' ? m.method : 'other'
     const meta = params(m)?._meta as Record<string, unknown> | undefined
     const version = typeof meta?.[PROTOCOL_VERSION_KEY] === 'string' ? meta[PROTOCOL_VERSION_KEY] : undefined
     const op = this.#start(m, method, { transport: 'tcp', sessionId: undefined, version, headers })
+    // A request whose stream closed is cancelled: it ends now, whether or not the SDK ever settles it.
+    const onClosed = (): void => { this.#finish(op, 'cancelled', version) }
+    closed?.addEventListener('abort', onClosed, { once: true })
     let outcome = '_OTHER'
     try {
       const result = await (op.span === undefined ? run() : context.with(trace.setSpan(this.#parent(m, headers), op.span), run))
       outcome = errorType(result)
       return result
     } finally {
+      closed?.removeEventListener('abort', onClosed)
       this.#sent?.inc({ mcp_transport: 'modern' })
       this.#finish(op, outcome, version)
     }
+  }
+
+  /**
+   * What a 2026-07-28 answer says, read from a copy of its body as it is written: its
+   * HTTP status when >= 400, else the JSON-RPC error code or `tool_error` of the response
+   * to `message` (JSON or the last event of a stream), '' for a result. Resolves
+   * `cancelled` if `closed` aborts first. Reads nothing when telemetry is off.
+   */
+  async answered (message: unknown, response: Response, closed: AbortSignal): Promise<string> {
+    if (response.status >= 400) return String(response.status)
+    if ((this.registry === undefined && this.#tracer === undefined) || response.body === null) return ''
+    const id = requestId((typeof message === 'object' && message !== null ? message : {}) as JsonRpcMessage)
+    return await readAnswer(response.clone(), id, closed)
   }
 
   sessionOpened (transport: 'sse' | 'streamable'): void {
@@ -207,12 +259,17 @@ export class Telemetry {
 
   sessionEnded (transport: 'sse' | 'streamable', createdAt: number, reason: CloseReason, protocolVersion: string | undefined): void {
     this.#closed?.inc({ mcp_transport: transport, reason })
-    this.#session?.observe({ network_transport: 'tcp', mcp_protocol_version: protocolVersion ?? '', mcp_transport: transport, reason }, (Date.now() - createdAt) / 1000)
+    this.#session?.observe({ network_transport: 'tcp', mcp_protocol_version: versionLabel(protocolVersion), mcp_transport: transport, reason }, (Date.now() - createdAt) / 1000)
   }
 
   /** A request answered with one of the plugin's errors (auth failures and rate limits among them). */
   httpError (type: string, status: number): void {
     this.#errors?.inc({ type, status: String(status) })
+  }
+
+  /** A request the auth provider refused; `reason` is one of a fixed few. */
+  authFailed (reason: McpAuthFailureReason): void {
+    this.#authFailures?.inc({ reason })
   }
 
   /** Times a hand-over to another instance; `outcome` names what came of it. */
@@ -231,41 +288,65 @@ export class Telemetry {
     }
   }
 
-  #tool (name: unknown): string | undefined {
-    if (typeof name !== 'string') return undefined
+  /** A tool's label: its name once known (listed, or served without a JSON-RPC error) and while there are slots, else `other`. */
+  #toolLabel (name: string, errorType: string): string {
     if (this.#tools.has(name)) return name
-    if (this.#tools.size >= MAX_TOOL_NAMES) return 'other'
-    this.#tools.add(name)
+    if (!servedWithoutRpcError(errorType) || !this.#take(name)) return 'other'
     return name
+  }
+
+  #take (name: string): boolean {
+    if (name === '' || name.length > MAX_TOOL_NAME_LENGTH || this.#tools.size >= MAX_TOOL_NAMES) return false
+    this.#tools.add(name)
+    return true
+  }
+
+  /** The tools a server listed are its own: their names take slots first. */
+  #listed (tools: unknown): void {
+    if (!Array.isArray(tools)) return
+    for (const tool of tools) {
+      const name = (tool as { name?: unknown } | null)?.name
+      if (typeof name === 'string' && !this.#tools.has(name)) this.#take(name)
+    }
   }
 
   #start (message: JsonRpcMessage, method: string, at: { transport: string, sessionId: string | undefined, version: string | undefined, headers: IncomingHttpHeaders | undefined }): Operation {
     const p = params(message)
-    const tool = method === 'tools/call' ? this.#tool(p?.name) : undefined
-    const op: Operation = { start: process.hrtime.bigint(), method: METHODS.has(method) ? method : 'other', tool, span: undefined }
+    const known = METHODS.has(method)
+    const tool = method === 'tools/call' ? (typeof p?.name === 'string' ? p.name : '') : undefined
+    const op: Operation = { start: process.hrtime.bigint(), method: known ? method : 'other', tool, span: undefined, done: false }
     const tracer = this.#tracer
     if (tracer === undefined) return op
-    // The conventions' span name: the method, then what it acts on (tool, prompt, resource).
-    const target = typeof p?.name === 'string' ? p.name : typeof p?.uri === 'string' ? p.uri : undefined
+    // The conventions' span name: the method, then its target (the tool or prompt name);
+    // a resource's URI is an attribute, never in the name (unbounded, and may carry data).
+    const target = (method === 'tools/call' || method === 'prompts/get') && typeof p?.name === 'string' ? p.name : undefined
     const attributes: Record<string, string | number> = { 'mcp.method.name': method, 'network.transport': at.transport, 'network.protocol.name': 'http' }
     const id = requestId(message)
     if (id !== undefined) attributes['jsonrpc.request.id'] = String(id)
     if (at.sessionId !== undefined) attributes['mcp.session.id'] = at.sessionId
-    if (at.version !== undefined) attributes['mcp.protocol.version'] = at.version
+    if (at.version !== undefined) attributes['mcp.protocol.version'] = at.version.slice(0, MAX_TOOL_NAME_LENGTH)
     if (method === 'tools/call' && typeof p?.name === 'string') {
       attributes['gen_ai.tool.name'] = p.name
       attributes['gen_ai.operation.name'] = 'execute_tool'
     } else if (method === 'prompts/get' && typeof p?.name === 'string') attributes['gen_ai.prompt.name'] = p.name
     else if (typeof p?.uri === 'string') attributes['mcp.resource.uri'] = p.uri
-    op.span = tracer.startSpan(target === undefined ? method : `${method} ${target}`, { kind: SpanKind.SERVER, attributes }, this.#parent(message, at.headers))
+    // A made-up method keeps its span name bounded too.
+    const name = known ? method : 'other'
+    op.span = tracer.startSpan(target === undefined ? name : `${name} ${target}`, { kind: SpanKind.SERVER, attributes }, this.#parent(message, at.headers))
     return op
   }
 
-  /** The parent of a message's span: `_meta.traceparent` when the client sent one, else the HTTP request's. */
+  /**
+   * The parent of a message's span: `_meta.traceparent` when the client sent one; else the
+   * active span (an HTTP instrumentation's server span, which already took the header);
+   * else the HTTP request's `traceparent` header.
+   */
   #parent (message: JsonRpcMessage, headers: IncomingHttpHeaders | undefined): Context {
     const meta = params(message)?._meta as Record<string, unknown> | undefined
     if (typeof meta?.traceparent === 'string') return propagation.extract(ROOT_CONTEXT, meta)
-    return headers === undefined ? context.active() : propagation.extract(context.active(), headers)
+    const active = context.active()
+    if (headers === undefined || trace.getSpan(active) !== undefined) return active
+    return propagation.extract(active, headers)
   }
 
   /** Hands the message to the server inside its span's context, so the tool's own spans are its children. */
@@ -274,18 +355,21 @@ export class Telemetry {
     else context.with(trace.setSpan(context.active(), op.span), deliver)
   }
 
+  /** Ends an operation once (a cancelled one may still be settled later). */
   #finish (op: Operation, errorType: string, version: string | undefined): void {
+    if (op.done) return
+    op.done = true
     const seconds = Number(process.hrtime.bigint() - op.start) / 1e9
     this.#operation?.observe({
       mcp_method_name: op.method,
-      gen_ai_tool_name: op.tool ?? '',
+      gen_ai_tool_name: op.tool === undefined ? '' : this.#toolLabel(op.tool, errorType),
       error_type: errorType,
       network_transport: 'tcp',
-      mcp_protocol_version: version ?? ''
+      mcp_protocol_version: versionLabel(version)
     }, seconds)
     const span = op.span
     if (span === undefined) return
-    if (version !== undefined) span.setAttribute('mcp.protocol.version', version)
+    if (version !== undefined) span.setAttribute('mcp.protocol.version', version.slice(0, MAX_TOOL_NAME_LENGTH))
     if (errorType !== '') {
       span.setAttribute('error.type', errorType)
       span.setStatus({ code: SpanStatusCode.ERROR })
@@ -294,3 +378,56 @@ export class Telemetry {
   }
 }
 
+
+/** Bodies larger than this are not parsed for their outcome (it is reported as ''). */
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+/**
+ * Reads a copy of a 2026-07-28 answer for its outcome: a JSON body whole, a stream event by
+ * event (keeping only the unfinished one), until the response to `id` or the end.
+ */
+async function readAnswer (copy: Response, id: string | number | undefined, closed: AbortSignal): Promise<string> {
+  const reader = (copy.body as ReadableStream<Uint8Array>).getReader()
+  const onClosed = (): void => { reader.cancel().catch(() => {}) }
+  closed.addEventListener('abort', onClosed, { once: true })
+  const sse = (copy.headers.get('content-type') ?? '').includes('text/event-stream')
+  const decoder = new TextDecoder()
+  let text = ''
+  let outcome: string | undefined
+  const look = (data: string): void => {
+    let parsed: unknown
+    try { parsed = JSON.parse(data) } catch { return }
+    for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
+      const msg = m as JsonRpcMessage
+      if (typeof msg !== 'object' || msg === null || typeof msg.method === 'string') continue
+      if (id === undefined || msg.id === id) outcome = errorTypeOf(msg)
+    }
+  }
+  try {
+    while (outcome === undefined) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += decoder.decode(value, { stream: true })
+      if (!sse) {
+        if (text.length > MAX_ANSWER_BYTES) return ''
+        continue
+      }
+      let end: number
+      while ((end = text.search(/\r?\n\r?\n/)) !== -1) {
+        const event = text.slice(0, end)
+        text = text.slice(end).replace(/^\r?\n\r?\n/, '')
+        const data = event.split(/\r?\n/).filter(l => l.startsWith('data:')).map(l => l.slice(5).replace(/^ /, '')).join('\n')
+        if (data !== '') look(data)
+      }
+      if (text.length > MAX_ANSWER_BYTES) return ''
+    }
+    if (closed.aborted) return 'cancelled'
+    if (!sse && outcome === undefined) look(text)
+    return outcome ?? ''
+  } catch {
+    return closed.aborted ? 'cancelled' : ''
+  } finally {
+    closed.removeEventListener('abort', onClosed)
+    reader.cancel().catch(() => {})
+  }
+}

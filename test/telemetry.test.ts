@@ -15,7 +15,7 @@ import { z } from 'zod'
 import { ApiKeyAuthProvider } from '../src/index.js'
 import { buildExampleServerV2 } from '../example/mcp-server-v2.js'
 import { PrivateRedis, REDIS_URL, startInstance, testPrefix } from './support/cluster.js'
-import { startApp, until } from './support/helpers.js'
+import { RawStream, startApp, until } from './support/helpers.js'
 
 const exporter = new InMemorySpanExporter()
 trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }))
@@ -97,6 +97,14 @@ t.test('metrics: scraped over HTTP, every value what the test did', async t => {
   t.equal(value(m, 'mcp_messages_received_total', { mcp_transport: 'streamable' }), 10, 'a: initialize, initialized, five calls; b: initialize, initialized, one call')
   t.ok(value(m, 'mcp_bytes_written_total', { mcp_transport: 'sse' }) > 0)
   t.equal(value(m, 'mcp_redis_up'), 0, 'no Redis, no series')
+  t.notOk([...m.keys()].some(k => k.startsWith('mcp_redis_up')), 'no mcp_redis_up series at all without Redis (a 0 would fire Redis-down alerts)')
+  t.equal(value(m, 'mcp_auth_failures_total', { reason: 'missing_credentials' }), 1, 'the auth failure, by reason')
+  t.equal(value(m, 'mcp_messages_sent_total', { mcp_transport: 'streamable' }), 8, 'a: initialize and five call answers; b: initialize and one call answer')
+  t.equal(value(m, 'mcp_messages_sent_total', { mcp_transport: 'sse' }), 2, 'c: initialize and one call answer')
+  t.equal(value(m, 'mcp_messages_received_total', { mcp_transport: 'sse' }), 3, 'c: initialize, initialized, one call')
+  t.equal(value(m, 'mcp_streams_open', { mcp_transport: 'streamable' }), 1, 'b\'s standalone GET stream (a\'s ended with it)')
+  t.equal(value(m, 'mcp_streams_open', { mcp_transport: 'modern' }), 0, 'no listen stream')
+  t.notOk([...m.keys()].some(k => k.startsWith('mcp_cluster_forwards_total')), 'without Redis nothing is forwarded')
   for (const key of m.keys()) t.notMatch(key, /[0-9a-f]{8}-[0-9a-f]{4}-/, `no session id in a label: ${key.slice(0, 60)}`)
   await b.close()
 })
@@ -255,4 +263,248 @@ t.test('the metrics route takes the auth provider when asked; options are checke
     await t.rejects(async () => { await app.register(mcpSse, { server, ...(opts as object) }) }, { code: 'FST_ERR_MCP_SSE_INVALID_OPTION', message: new RegExp(option.replace('.', '\\.')) })
     await app.close()
   }
+})
+
+const ACCEPT = 'application/json, text/event-stream'
+const META = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} }
+
+/** A 2026-07-28 request over fetch; its body read to the end. */
+async function modernPost (base: string, id: number, method: string, params: Record<string, unknown> = {}, meta: Record<string, unknown> = META, signal?: AbortSignal): Promise<{ status: number, text: string }> {
+  const res = await fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...(typeof params.name === 'string' ? { 'mcp-name': params.name } : {}) },
+    body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: meta } }),
+    ...(signal === undefined ? {} : { signal })
+  })
+  return { status: res.status, text: await res.text() }
+}
+
+/** The label values of one label across the series of `name`. */
+function labelValues (m: Map<string, number>, name: string, label: string): Set<string> {
+  const out = new Set<string>()
+  for (const key of m.keys()) {
+    if (!key.startsWith(name + '{')) continue
+    const v = new RegExp(`${label}="([^"]*)"`).exec(key)?.[1]
+    if (v !== undefined) out.add(v)
+  }
+  return out
+}
+
+t.test('metrics: unknown tools (JSON-RPC errors) and over-long names take no label slot, listed tools do; made-up protocol versions are "other"', async t => {
+  const { Server } = await import('@modelcontextprotocol/sdk/server/index.js')
+  const { CallToolRequestSchema, ListToolsRequestSchema, McpError, ErrorCode } = await import('@modelcontextprotocol/sdk/types.js')
+  const long = 'l'.repeat(80)
+  const lowLevel = (): InstanceType<typeof Server> => {
+    const s = new Server({ name: 'low', version: '1' }, { capabilities: { tools: {} } })
+    s.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [{ name: 'listed', inputSchema: { type: 'object' as const } }] }))
+    s.setRequestHandler(CallToolRequestSchema, async req => {
+      if (['real', 'listed', long].includes(req.params.name)) return { content: [] }
+      throw new McpError(ErrorCode.InvalidParams, `Tool ${req.params.name} not found`)
+    })
+    return s
+  }
+  const { app, base } = await startApp(t, { server: lowLevel, metrics: { path: '/metrics' } })
+  const client = new Client({ name: 'a', version: '1' })
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)))
+  t.teardown(() => client.close())
+  for (let i = 0; i < 120; i++) await t.rejects(client.callTool({ name: `made-up-${i}`, arguments: {} }), { code: -32602 })
+  await client.callTool({ name: 'real', arguments: {} })
+  await client.callTool({ name: long, arguments: {} })
+  await client.listTools()
+  await client.callTool({ name: 'listed', arguments: {} })
+  const m = await scrape(base)
+  t.same([...labelValues(m, 'mcp_server_operation_duration_seconds_count', 'gen_ai_tool_name')].sort(), ['', 'listed', 'other', 'real'], 'only the tools the server has (and "" for other methods)')
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { gen_ai_tool_name: 'other', error_type: '-32602' }), 120, 'the unknown tools, as "other"')
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { gen_ai_tool_name: 'other', error_type: '' }), 1, 'the over-long name, as "other"')
+
+  // A 2026-07-28 request with a made-up version in _meta: the label is "other", never the client's string.
+  const v2 = await startApp(t, { server: () => buildExampleServerV2(), metrics: { path: '/metrics' } })
+  await modernPost(v2.base, 1, 'tools/list', {}, { ...META, 'io.modelcontextprotocol/protocolVersion': 'x-made-up-9' })
+  await modernPost(v2.base, 2, 'tools/list')
+  const text = await (await fetch(`${v2.base}/metrics`)).text()
+  t.notMatch(text, /x-made-up-9/, 'the client\'s string is in no label')
+  const mv = parse(text)
+  t.equal(value(mv, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'tools/list', mcp_protocol_version: 'other' }), 1)
+  t.equal(value(mv, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'tools/list', mcp_protocol_version: '2026-07-28' }), 1)
+  void app
+})
+
+t.test('a cancelled request ends its operation and span at once (the SDK never answers it), in a session and in 2026-07-28', async t => {
+  exporter.reset()
+  let started = 0
+  const hanging = (): McpServer => {
+    const s = server()
+    s.registerTool('hang', {}, async extra => {
+      started++
+      await new Promise(resolve => { extra.signal.addEventListener('abort', resolve, { once: true }) })
+      return { content: [] }
+    })
+    return s
+  }
+  const { app, base } = await startApp(t, { server: hanging, metrics: { path: '/metrics' } })
+  const client = new Client({ name: 'a', version: '1' })
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)))
+  t.teardown(() => client.close())
+  const ac = new AbortController()
+  const call = client.callTool({ name: 'hang', arguments: {} }, undefined, { signal: ac.signal })
+  await until(() => started === 1, 5000, 'the tool to start')
+  ac.abort()
+  await t.rejects(call)
+  await until(() => spans().some(s => s.name === 'tools/call hang'), 5000, 'the span to end')
+  const span = spans().find(s => s.name === 'tools/call hang')
+  t.equal(span?.attributes['error.type'], 'cancelled')
+  t.equal(span?.status.code, 2)
+  t.equal(app.mcpSessions.size, 1, 'while the session goes on')
+  const m = await scrape(base)
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'tools/call', error_type: 'cancelled' }), 1)
+
+  // 2026-07-28: the request's stream closing is its cancellation.
+  const v2 = await startApp(t, { server: () => buildExampleServerV2(), metrics: { path: '/metrics' } })
+  const abort = new AbortController()
+  const res = fetch(`${v2.base}/mcp`, {
+    method: 'POST',
+    signal: abort.signal,
+    headers: { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'countdown' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'countdown', arguments: { from: 50, intervalMs: 200 }, _meta: { ...META, progressToken: 'p' } } })
+  })
+  const head = await res
+  const reader = (head.body as ReadableStream<Uint8Array>).getReader()
+  await reader.read()
+  abort.abort()
+  await reader.read().catch(() => {})
+  await until(() => spans().some(s => s.name === 'tools/call countdown'), 5000, 'the modern span to end')
+  t.equal(spans().find(s => s.name === 'tools/call countdown')?.attributes['error.type'], 'cancelled')
+  const mv = await scrape(v2.base)
+  t.equal(value(mv, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'tools/call', error_type: 'cancelled' }), 1)
+})
+
+t.test('metrics: HTTP+SSE sessions carry the negotiated protocol version; bytes written are the bytes the client read', async t => {
+  const { app, base } = await startApp(t, { server, metrics: { path: '/metrics' }, keepAliveInterval: 0 })
+  const stream = await RawStream.open(`${base}/sse`)
+  let bytes = 0
+  stream.res.on('data', (chunk: string) => { bytes += Buffer.byteLength(chunk) })
+  const url = await stream.endpoint(base)
+  // The endpoint event is the stream's head, not a message: counting starts after it.
+  bytes = 0
+  const postJson = async (body: object): Promise<number> => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status
+  t.equal(await postJson({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }), 202)
+  await stream.next('message')
+  t.equal(await postJson({ jsonrpc: '2.0', method: 'notifications/initialized' }), 202)
+  t.equal(await postJson({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'y'.repeat(1000) } } }), 202)
+  await stream.next('message')
+  const m = await scrape(base)
+  t.equal(value(m, 'mcp_bytes_written_total', { mcp_transport: 'sse' }), bytes, `every byte of the two answers the client read (${bytes})`)
+  t.ok(bytes > 1000, 'the echo of 1000 characters among them')
+  stream.close()
+  await until(() => app.mcpSessions.size === 0, 5000, 'the session to end')
+  const after = await scrape(base)
+  t.equal(value(after, 'mcp_server_session_duration_seconds_count', { mcp_transport: 'sse', mcp_protocol_version: '2025-06-18' }), 1, 'the version the server answered initialize with')
+  t.equal(value(after, 'mcp_server_session_duration_seconds_count', { mcp_protocol_version: '' }), 0)
+})
+
+t.test('2026-07-28: a JSON-RPC error inside a 200 and a tool\'s isError are the error type; a listen stream is a modern stream', async t => {
+  const { app, base } = await startApp(t, { server: () => buildExampleServerV2(), metrics: { path: '/metrics' } })
+  const unknown = await modernPost(base, 1, 'tools/call', { name: 'nope', arguments: {} })
+  t.equal(unknown.status, 200, unknown.text.slice(0, 200))
+  const code = String((JSON.parse(unknown.text.startsWith('{') ? unknown.text : (/data: (.*)/.exec(unknown.text)?.[1] ?? '{}')) as { error?: { code?: number } }).error?.code)
+  t.equal(code, '-32602', 'SDK v2 answers an unknown tool with a JSON-RPC error, inside a 200')
+  const bad = await modernPost(base, 2, 'tools/call', { name: 'countdown', arguments: { from: 500 } })
+  t.equal(bad.status, 200)
+  const ok = await modernPost(base, 3, 'tools/call', { name: 'countdown', arguments: { from: 1, intervalMs: 0 }, _meta: undefined }, { ...META, progressToken: 'p' })
+  t.equal(ok.status, 200)
+  const m = await scrape(base)
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { mcp_method_name: 'tools/call', gen_ai_tool_name: 'other', error_type: '-32602' }), 1, 'error_type -32602, and the unknown tool took no label slot')
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { gen_ai_tool_name: 'countdown', error_type: 'tool_error' }), 1, 'invalid arguments: a tool result with isError')
+  t.equal(value(m, 'mcp_server_operation_duration_seconds_count', { gen_ai_tool_name: 'countdown', error_type: '' }), 1, 'a streamed answer with progress that succeeded')
+
+  const listen = await fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: ACCEPT, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta: META } })
+  })
+  t.equal(listen.status, 200)
+  await until(() => app.mcpEvents.listening === 1, 5000, 'the listen stream')
+  t.equal(value(await scrape(base), 'mcp_streams_open', { mcp_transport: 'modern' }), 1)
+  await listen.body?.cancel()
+})
+
+t.test('auth failures are counted by reason: missing, invalid, expired, insufficient scope, provider error', async t => {
+  const { McpAuthError } = await import('../src/index.js')
+  const provider = {
+    authenticate (request: { headers: Record<string, unknown> }): boolean | { principal: string } {
+      const key = request.headers['x-api-key']
+      if (key === undefined) return false
+      if (key === 'good') return { principal: 'p' }
+      if (key === 'old') throw new McpAuthError({ status: 401, message: 'Unauthorized: the token has expired.' })
+      if (key === 'narrow') throw new McpAuthError({ status: 403, message: 'Forbidden: needs scope mcp.' })
+      if (key === 'broken') throw new Error('the provider is down')
+      return false
+    }
+  }
+  const { base } = await startApp(t, { server, auth: { provider }, metrics: { path: '/metrics' } })
+  const hit = async (key?: string): Promise<number> => (await fetch(`${base}/sse`, { headers: { accept: 'text/event-stream', ...(key === undefined ? {} : { 'x-api-key': key }) } })).status
+  t.equal(await hit(), 401)
+  t.equal(await hit(), 401)
+  t.equal(await hit('wrong'), 401)
+  t.equal(await hit('old'), 401)
+  t.equal(await hit('narrow'), 403)
+  t.equal(await hit('broken'), 401)
+  const m = await scrape(base)
+  t.equal(value(m, 'mcp_auth_failures_total', { reason: 'missing_credentials' }), 2)
+  t.equal(value(m, 'mcp_auth_failures_total', { reason: 'invalid_credentials' }), 1)
+  t.equal(value(m, 'mcp_auth_failures_total', { reason: 'expired' }), 1)
+  t.equal(value(m, 'mcp_auth_failures_total', { reason: 'insufficient_scope' }), 1)
+  t.equal(value(m, 'mcp_auth_failures_total', { reason: 'provider_error' }), 1)
+  t.equal(value(m, 'mcp_http_errors_total', { type: 'authentication_error' }), 6, 'and each as an HTTP error')
+})
+
+t.test('metrics.auth without an auth option fails at register, naming the option', async t => {
+  const Fastify = (await import('fastify')).default
+  const mcpSse = (await import('../src/index.js')).default
+  const app = Fastify()
+  await t.rejects(async () => { await app.register(mcpSse, { server, metrics: { path: '/metrics', auth: true } }) }, { code: 'FST_ERR_MCP_SSE_INVALID_OPTION', message: /metrics\.auth/ })
+  await app.close()
+})
+
+t.test('traces: resource URIs are attributes, not names; an active (HTTP) span is the parent over the header; a JSON-RPC error is ERROR', async t => {
+  exporter.reset()
+  const withResource = (): McpServer => {
+    const s = server()
+    s.registerResource('doc', 'file:///private/report.txt', {}, async uri => ({ contents: [{ uri: uri.href, text: 'r' }] }))
+    s.registerPrompt('hello', {}, async () => ({ messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }] }))
+    return s
+  }
+  const httpTracer = trace.getTracer('http-instrumentation-stand-in')
+  const httpSpans: string[] = []
+  // What an HTTP instrumentation does: a SERVER span per request, parented on its
+  // traceparent header, active while the request is handled.
+  const { base } = await startApp(t, { server: withResource }, {
+    fastify: {
+      forceCloseConnections: true,
+      serverFactory: handler => http.createServer((req, res) => {
+        const span = httpTracer.startSpan(`${req.method ?? ''} http`, { kind: 1 }, propagation.extract(context.active(), req.headers))
+        httpSpans.push(span.spanContext().spanId)
+        res.on('close', () => span.end())
+        context.with(trace.setSpan(context.active(), span), () => { handler(req, res) })
+      })
+    }
+  })
+  const client = new Client({ name: 'a', version: '1' })
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { traceparent: '00-77777777777777777777777777777777-8888888888888888-01' } } }))
+  t.teardown(() => client.close())
+  await client.readResource({ uri: 'file:///private/report.txt' })
+  await t.rejects(client.getPrompt({ name: 'nope' }))
+  await client.callTool({ name: 'echo', arguments: { text: 'x' } })
+  await until(() => spans().some(s => s.name === 'tools/call echo'), 5000, 'the echo span')
+  t.notOk(spans().some(s => s.name.includes('file://')), 'no URI in any span name')
+  const read = spans().find(s => s.attributes['mcp.method.name'] === 'resources/read')
+  t.equal(read?.name, 'resources/read')
+  t.equal(read?.attributes['mcp.resource.uri'], 'file:///private/report.txt')
+  const echo = spans().find(s => s.name === 'tools/call echo')
+  t.equal(echo?.spanContext().traceId, '77777777777777777777777777777777', 'the trace the header started')
+  t.not(echo?.parentSpanContext?.spanId, '8888888888888888', 'not the header\'s span directly')
+  t.ok(httpSpans.includes(echo?.parentSpanContext?.spanId ?? ''), 'the HTTP server span is the parent')
+  const failed = spans().find(s => s.name === 'prompts/get nope')
+  t.equal(failed?.status.code, 2, 'ERROR status from a JSON-RPC error response')
+  t.equal(failed?.attributes['error.type'], '-32602')
 })

@@ -7,6 +7,7 @@ export {
   type AuthProvider,
   type AuthResult,
   type AuthErrorInfo,
+  type McpAuthFailureReason,
   type McpAuthOptions,
   type McpAuthEndpoints,
   type ProtectedResourceMetadata

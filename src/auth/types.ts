@@ -20,6 +20,13 @@ export interface AuthResult {
   expiresAt?: number
 }
 
+/**
+ * Why a request was refused, as `mcp_auth_failures_total{reason}` counts it: no
+ * credentials sent, credentials not accepted, expired, a missing scope (403), or a
+ * provider that threw something other than {@link McpAuthError}.
+ */
+export type McpAuthFailureReason = 'missing_credentials' | 'invalid_credentials' | 'expired' | 'insufficient_scope' | 'provider_error'
+
 /** What a refused request is answered with. */
 export interface AuthErrorInfo {
   /** HTTP status. @default 401 */
@@ -28,6 +35,11 @@ export interface AuthErrorInfo {
   message: string
   /** Extra headers, such as `WWW-Authenticate`. */
   headers?: Record<string, string>
+  /**
+   * Why, for the metrics. @default `insufficient_scope` for 403, `expired` when the
+   * message says the credential expired, else `invalid_credentials`
+   */
+  reason?: McpAuthFailureReason
 }
 
 /**
@@ -70,11 +82,13 @@ export interface McpAuthOptions {
 export class McpAuthError extends Error {
   readonly status: number
   readonly headers: Record<string, string>
+  readonly reason: McpAuthFailureReason | undefined
   constructor (info: AuthErrorInfo) {
     super(info.message)
     this.name = 'McpAuthError'
     this.status = info.status
     this.headers = info.headers ?? {}
+    this.reason = info.reason
   }
 }
 

@@ -219,9 +219,11 @@ export class ModernEndpoint {
           await response.body?.cancel()
           this.#fallBack()
         }
+        // Its outcome (a JSON-RPC error inside a 200, a tool's isError) is read off a copy as it is written.
+        const outcome = this.#opts.telemetry.answered(request.body, response, abort.signal)
         await this.#write(response, reply, abort)
-        return response.status
-      }, status => status < 400 ? '' : String(status))
+        return await outcome
+      }, outcome => outcome, abort.signal)
     } finally {
       res.off('close', onClose)
       this.#inFlight--

@@ -199,7 +199,8 @@ export class SessionStore implements McpSessionStore, ClusterHost {
   deliver (id: string, delivery: Delivery, log: FastifyBaseLogger): DeliveryResult | Promise<DeliveryResult> {
     const session = this.#sessions.get(id)
     if (session === undefined || !session.isOpen) {
-      const forwarded = this.#opts.telemetry.forwarded('forward', () => this.#cluster.forward(id, delivery), r => r)
+      // Without Redis there is nowhere to forward to: an unknown session is not a forward.
+      const forwarded = this.redis === undefined ? this.#cluster.forward(id, delivery) : this.#opts.telemetry.forwarded('forward', () => this.#cluster.forward(id, delivery), r => r)
       return this.#refused(forwarded, id, delivery.auth, log)
     }
     const admitted = this.#admit(session, delivery.auth, log)

@@ -34,6 +34,8 @@ export class SseSessionTransport implements SessionTransport {
   onmessage?: ((message: JsonRpcMessage, extra?: McpMessageExtra) => void) | undefined
   onended: ((reason: CloseReason) => void) | undefined
   observer: TransportObserver | undefined = undefined
+  /** The version the server negotiated (its initialize result), for the session's metrics. */
+  protocolVersion: string | undefined = undefined
 
   #res: ServerResponse
   #opts: SseTransportOptions
@@ -83,6 +85,8 @@ export class SseSessionTransport implements SessionTransport {
   send (message: JsonRpcMessage): Promise<void> {
     if (this.#closed) return Promise.reject(CLOSED)
     this.observer?.sent(message)
+    const result = message.result as { protocolVersion?: unknown, serverInfo?: unknown } | undefined
+    if (typeof result?.protocolVersion === 'string' && result.serverInfo !== undefined) this.protocolVersion = result.protocolVersion
     return this.#write('event: message\ndata: ' + JSON.stringify(message) + '\n\n')
   }
 
