@@ -409,6 +409,21 @@ t.test('authenticated requests count per principal: two API keys from one addres
   t.same(statuses(anonymous), { 401: 5 }, 'unauthenticated: 401, never 429')
 })
 
+t.test('the HTTP+SSE fallback on {mcpEndpoint} counts per principal too: its auth runs before the limit', async t => {
+  const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: ALICE, principal: 'alice' }, { key: BOB, principal: 'bob' }] }), endpoints: { sse: true, messages: true, mcp: false } }
+  const { base } = await startApp(t, { auth, rateLimit: { open: perMinute(2), messages: false } })
+  const stream = (key?: string): Promise<Answer> => send(t, 'GET', `${base}/mcp`, { accept: 'text/event-stream', ...(key === undefined ? {} : { authorization: `Bearer ${key}` }) })
+  const alice = await all(3, () => stream(ALICE))
+  t.same(statuses(alice), { 200: 2, 429: 1 }, 'alice: two streams of three')
+  assertLimited(t, alice.find(a => a.status === 429) as Answer, 'open', 2)
+  const bob = await stream(BOB)
+  t.equal(bob.status, 200, 'bob, from the same address, has a budget of his own')
+  t.equal(limits(bob).remaining, 1, 'and it is his: one left')
+  const anonymous = await all(3, () => stream())
+  t.same(statuses(anonymous), { 401: 3 }, 'unauthenticated: 401, never 429')
+  for (const s of [...alice, bob]) s.close()
+})
+
 t.test('unauthenticated requests count per client address, X-Forwarded-For honoured with trustProxy', async t => {
   const { base } = await startApp(t, { rateLimit: { open: perMinute(2), messages: false } }, { fastify: { forceCloseConnections: true, trustProxy: true } })
   const from = (ip: string): http.OutgoingHttpHeaders => ({ 'x-forwarded-for': ip })

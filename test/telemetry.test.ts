@@ -508,3 +508,57 @@ t.test('traces: resource URIs are attributes, not names; an active (HTTP) span i
   t.equal(failed?.status.code, 2, 'ERROR status from a JSON-RPC error response')
   t.equal(failed?.attributes['error.type'], '-32602')
 })
+
+t.test('under a rate limit on HTTP+SSE every POST that got 202 is answered on the stream; each refusal is counted as rate_limited', async t => {
+  const { base } = await startApp(t, { server, metrics: { path: '/metrics' }, keepAliveInterval: 0, rateLimit: { open: false, messages: { max: 10, timeWindow: '1 minute' } } })
+  const stream = await RawStream.open(`${base}/sse`)
+  t.teardown(() => stream.close())
+  const url = await stream.endpoint(base)
+  const postJson = async (body: object): Promise<number> => (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status
+  t.equal(await postJson({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }), 202)
+  await stream.next('message')
+  t.equal(await postJson({ jsonrpc: '2.0', method: 'notifications/initialized' }), 202)
+  const posts = await Promise.all(Array.from({ length: 20 }, async (_, i) => ({ id: 100 + i, status: await postJson({ jsonrpc: '2.0', id: 100 + i, method: 'tools/call', params: { name: 'echo', arguments: { text: `m${i}` } } }) })))
+  const accepted = posts.filter(p => p.status === 202).map(p => p.id).sort()
+  t.equal(accepted.length, 8, 'ten messages a minute: initialize, initialized and eight calls')
+  t.equal(posts.filter(p => p.status === 429).length, 12)
+  const answered: number[] = []
+  while (answered.length < accepted.length) {
+    const answer = JSON.parse((await stream.next('message')).data) as { id: number, result?: { content: Array<{ text: string }> } }
+    t.equal(answer.result?.content[0]?.text, `m${answer.id - 100}`, `call ${answer.id} answered with its own echo`)
+    answered.push(answer.id)
+  }
+  t.same(answered.sort(), accepted, 'every accepted call answered, none of the refused')
+  const m = await scrape(base)
+  t.equal(value(m, 'mcp_http_errors_total', { type: 'rate_limited', status: '429' }), 12)
+  t.equal(value(m, 'mcp_messages_received_total', { mcp_transport: 'sse' }), 10, 'the refused never reached the session')
+  t.equal(value(m, 'mcp_messages_sent_total', { mcp_transport: 'sse' }), 9, 'initialize and the eight answers, nothing more')
+})
+
+t.test('cluster forwards by kind and outcome on a Redis pair: an HTTP+SSE message forwarded, a Streamable request relayed, an unknown session', async t => {
+  const keyPrefix = testPrefix()
+  const a = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix }, keepAliveInterval: 0 })
+  const b = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix }, metrics: { path: '/metrics' } })
+  const stream = await RawStream.open(`${a.base}/sse`)
+  t.teardown(() => stream.close())
+  await stream.endpoint(a.base)
+  const sessionId = [...a.app.mcpSessions.ids()][0] as string
+  const viaB = await fetch(`${b.base}/messages?sessionId=${sessionId}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }) })
+  t.equal(viaB.status, 202)
+  t.match(JSON.parse((await stream.next('message')).data), { id: 1, result: { protocolVersion: '2025-11-25' } }, 'the answer on A\'s stream')
+  const init = await fetch(`${a.base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: ACCEPT }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }) })
+  const streamable = init.headers.get('mcp-session-id') as string
+  await init.text()
+  const ping = await fetch(`${b.base}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: ACCEPT, 'mcp-session-id': streamable, 'mcp-protocol-version': '2025-11-25' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) })
+  t.equal(ping.status, 200)
+  await ping.text()
+  const unknown = await fetch(`${b.base}/messages?sessionId=00000000-0000-4000-8000-000000000000`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) })
+  t.equal(unknown.status, 404)
+  const m = await scrape(b.base)
+  t.equal(value(m, 'mcp_cluster_forwards_total', { kind: 'forward', outcome: 'delivered' }), 1, 'the HTTP+SSE message, forwarded to A')
+  t.equal(value(m, 'mcp_cluster_forwards_total', { kind: 'relay', outcome: 'delivered' }), 1, 'the Streamable request, relayed to A')
+  t.equal(value(m, 'mcp_cluster_forwards_total', { kind: 'forward', outcome: 'not_found' }), 1, 'the unknown session: looked up in the cluster, no owner')
+  t.equal(value(m, 'mcp_cluster_forward_duration_seconds_count', { kind: 'forward' }), 2)
+  t.equal(value(m, 'mcp_cluster_forward_duration_seconds_count', { kind: 'relay' }), 1)
+  t.equal(value(m, 'mcp_redis_up'), 1)
+})

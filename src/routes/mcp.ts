@@ -219,19 +219,32 @@ export function mcpRoute (
     if (isModernVersion(request.headers['mcp-protocol-version'])) notAllowed(reply, 'MCP 2026-07-28 has no sessions: POST each request (subscriptions/listen for change notifications).')
   }
 
+  /**
+   * One URL for every client: a GET without a session and without a 2025 protocol
+   * version is an HTTP+SSE client (a Streamable client in stateless mode sends one).
+   * (Legacy clients ask for the stream alone; probes that also accept JSON are not one.)
+   */
+  function opensSseSession (request: FastifyRequest): boolean {
+    const version = request.headers['mcp-protocol-version']
+    return openSseSession !== undefined && sessionIdOf(request) === undefined && accepts(request.headers.accept, 'text/event-stream') &&
+      !accepts(request.headers.accept, 'application/json') && (version === undefined || version === '2024-11-05')
+  }
+
+  // The HTTP+SSE stream's own auth runs before the rate limit, so its budget is the principal's.
+  const fallbackAuth = sseAuth === undefined
+    ? undefined
+    : async function mcpSseFallbackAuth (request: FastifyRequest): Promise<void> {
+      if (request.mcpAuth === null && opensSseSession(request)) await sseAuth(request)
+    }
+
   async function get (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     refuseModern(request, reply)
     const sessionId = sessionIdOf(request)
     const wantsStream = accepts(request.headers.accept, 'text/event-stream')
     if (sessionId === undefined) {
-      // One URL for every client: a GET without a session and without a 2025 protocol
-      // version is an HTTP+SSE client (a Streamable client in stateless mode sends one).
-      // (Legacy clients ask for the stream alone; probes that also accept JSON are not one.)
-      const version = request.headers['mcp-protocol-version']
-      if (openSseSession !== undefined && wantsStream && !accepts(request.headers.accept, 'application/json') &&
-          (version === undefined || version === '2024-11-05')) {
-        if (sseAuth !== undefined && request.mcpAuth === null) await sseAuth(request)
-        return await openSseSession(request, reply)
+      // Its auth (sseAuth) already ran, in the preHandler before the rate limit.
+      if (opensSseSession(request)) {
+        return await (openSseSession as NonNullable<typeof openSseSession>)(request, reply)
       }
       notAllowed(reply, 'this endpoint opens no stream without an Mcp-Session-Id.')
     }
@@ -253,7 +266,7 @@ export function mcpRoute (
 
   const config = { cors: false }
   scope.post(path, { bodyLimit: options.maxMessageSize, schema: { body: MessageBody }, onRequest: ctx.hooks.mcpPost, preHandler: ctx.limits.mcpPost, config }, post)
-  scope.get(path, { onRequest: ctx.hooks.mcp, preHandler: ctx.limits.mcpGet, exposeHeadRoute: false, config }, get)
+  scope.get(path, { onRequest: ctx.hooks.mcp, preHandler: fallbackAuth === undefined ? ctx.limits.mcpGet : [fallbackAuth, ...ctx.limits.mcpGet], exposeHeadRoute: false, config }, get)
   scope.delete(path, { onRequest: ctx.hooks.mcp, config }, remove)
   if (options.cors !== false) {
     scope.options(path, { onRequest: ctx.hooks.mcpPreflight, config }, (_request, reply) => { reply.code(204).send() })
