@@ -134,9 +134,9 @@ async function pair (t: Test, extra: InstanceOptions = {}, url = REDIS_URL, redi
 }
 
 /** A plugin instance in a process of its own (so it can be killed outright); its base URL. */
-async function child (t: Test, keyPrefix: string): Promise<{ base: string, kill: () => Promise<void>, signal: (signal: NodeJS.Signals) => void }> {
+async function child (t: Test, keyPrefix: string, redisUrl = REDIS_URL): Promise<{ base: string, kill: () => Promise<void>, signal: (signal: NodeJS.Signals) => void }> {
   const proc = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
-    env: { ...process.env, REDIS_URL, KEY_PREFIX: keyPrefix },
+    env: { ...process.env, REDIS_URL: redisUrl, KEY_PREFIX: keyPrefix },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   t.teardown(() => { proc.kill('SIGKILL') })
@@ -375,13 +375,22 @@ t.test('Redis lost: local sessions keep working, relayed requests answer 503 wit
   t.match(remote.json, { id: 3, error: { data: { type: 'service_unavailable' } } })
   await redis.up()
   await until(() => (b.app.mcpSessions as unknown as { connected: boolean }).connected && (a.app.mcpSessions as unknown as { connected: boolean }).connected, 10_000, 'reconnection')
-  // Sessions are re-registered by the owner's refresh.
+  // Redis came back empty: the owner re-registers its sessions as soon as its link is
+  // back; meanwhile B answers 503 (retry), never 404 (which would end the client's session).
   let back = 0
+  const meanwhile: number[] = []
   for (let i = 0; i < 100 && back !== 200; i++) {
-    back = (await request(b.base, 'POST', ping(4), session(id))).status
-    if (back !== 200) await new Promise(resolve => setTimeout(resolve, 100))
+    const answer = await request(b.base, 'POST', ping(4), session(id))
+    back = answer.status
+    if (back !== 200) {
+      meanwhile.push(back)
+      t.equal(answer.headers['retry-after'], '1', 'a retry is asked for')
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
   }
   t.equal(back, 200, 'relayed again once Redis is back')
+  t.ok(meanwhile.every(status => status === 503), `only 503 while recovering (${meanwhile.length} retries: ${meanwhile.join(', ') || 'none'})`)
+  t.equal(a.app.mcpSessions.size, 1, 'the session was never lost')
 })
 
 t.test("eventStore 'redis' needs the redis option, and a Redis that cannot be reached fails register without leaving a connection behind", async t => {
@@ -501,5 +510,39 @@ t.test('a client that leaves a relayed GET before any byte came back is noticed:
   const s = stream(b.base, session(id))
   t.equal(await s.status, 200, 'a new stream opens: the first one ended on the owner')
   s.close()
+  await owner.kill()
+})
+
+t.test('Redis restarted empty while the owner is slow to come back: other instances answer 503 with Retry-After (never 404) until it re-registers, then relay again', async t => {
+  const redis = await PrivateRedis.start(t)
+  const keyPrefix = testPrefix()
+  const b = await startInstance(t, { redis: { url: redis.url, keyPrefix } })
+  const owner = await child(t, keyPrefix, redis.url)
+  const id = await open(t, owner.base)
+  t.equal((await request(b.base, 'POST', ping(1), session(id))).status, 200, 'relayed while Redis is up')
+  await redis.down()
+  // The owner is held back while Redis restarts (empty) and B reconnects.
+  owner.signal('SIGSTOP')
+  t.teardown(() => { owner.signal('SIGCONT') })
+  await redis.up()
+  const connected = (): boolean => (b.app.mcpSessions as unknown as { connected: boolean }).connected
+  await until(() => !connected(), 3000, 'B to notice').catch(() => {})
+  await until(connected, 10_000, 'B to reconnect')
+  const early = await request(b.base, 'POST', ping(2), session(id))
+  t.equal(early.status, 503, 'the registry is empty, but the session is not gone: 503')
+  t.equal(early.headers['retry-after'], '1')
+  t.match(early.json, { id: 2, error: { data: { type: 'service_unavailable' } }, })
+  owner.signal('SIGCONT')
+  let back = 0
+  const meanwhile: number[] = []
+  for (let i = 0; i < 100 && back !== 200; i++) {
+    back = (await request(b.base, 'POST', ping(3), session(id))).status
+    if (back !== 200) {
+      meanwhile.push(back)
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  t.equal(back, 200, 'relayed again once the owner re-registered')
+  t.ok(meanwhile.every(status => status === 503), `only 503 meanwhile (${meanwhile.length} retries)`)
   await owner.kill()
 })

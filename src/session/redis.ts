@@ -61,6 +61,14 @@ type Frame = Envelope | RelayRequest | Answer | ClientGone
 /** How often an instance waiting on relayed answers checks that their owners are still there. */
 const OWNER_CHECK_MS = 1_000
 
+/**
+ * How long, after this instance's link to Redis comes back, a session missing from the
+ * registry is taken for one not re-registered yet (Redis may have restarted empty, and
+ * its owner's link may come back later than ours): 503 with Retry-After, not 404, and
+ * no entry is deleted for an owner that does not listen yet.
+ */
+const RECOVERY_GRACE_MS = 5_000
+
 /** Where a session lives, as another instance last looked it up. */
 interface Route {
   owner: string
@@ -92,6 +100,9 @@ export class RedisCluster implements SessionCluster {
   #host: ClusterHost | undefined
   #refreshTimer: NodeJS.Timeout | undefined
   #healthy = true
+  /** The command connection closed since it was last ready (set only once started). */
+  #linkLost = false
+  #recoveredAt = 0
   /** Per-session chains of messages waiting for their session's lookup, in arrival order. */
   #chains = new Map<string, Promise<unknown>>()
   /** Owners (and principals) of sessions held elsewhere, as last looked up. */
@@ -139,6 +150,7 @@ export class RedisCluster implements SessionCluster {
       client.on('error', this.#onError)
     }
     this.#cmd.on('ready', this.#onReady)
+    this.#cmd.on('close', this.#onCommandClosed)
     this.#sub.on('messageBuffer', this.#onMessage)
     this.#sub.on('close', this.#onSubscriberLost)
   }
@@ -155,12 +167,28 @@ export class RedisCluster implements SessionCluster {
     }
   }
 
+  #onCommandClosed = (): void => {
+    if (this.#refreshTimer !== undefined) this.#linkLost = true
+  }
+
   #onReady = (): void => {
-    if (!this.#healthy) {
+    if (!this.#healthy || this.#linkLost) {
       this.#healthy = true
+      this.#linkLost = false
+      this.#recoveredAt = Date.now()
       this.#log.info('fastify-mcp-sse: Redis connection back; re-registering this instance\'s sessions')
+      // At once: Redis may have restarted empty, and others look our sessions up now.
       void this.#refresh()
     }
+  }
+
+  /** Within the grace after our link came back: a registry miss may be an owner not re-registered yet. */
+  get #recovering (): boolean {
+    return this.#recoveredAt !== 0 && Date.now() - this.#recoveredAt < RECOVERY_GRACE_MS
+  }
+
+  #notYetRegistered (): Error {
+    return new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE('the connection is back and the session\'s owner has not re-registered it yet')
   }
 
   /** Connects, subscribes and starts refreshing; rejects with a clear error if Redis is unreachable. */
@@ -299,10 +327,10 @@ export class RedisCluster implements SessionCluster {
       }
       return this.#publish(id, route, request).then(received => {
         if (received) return answer
-        this.#relays.delete(key)
+        answer.drop()
         return 'not_found'
       }, (err: unknown) => {
-        this.#relays.delete(key)
+        answer.drop()
         throw err
       })
     })
@@ -330,6 +358,7 @@ export class RedisCluster implements SessionCluster {
     // promise is its outcome.
     const step = previous.then(async (): Promise<{ outcome: Promise<T | DeliveryResult> }> => {
       const route = await this.#resolve(id, principal)
+      if (route === 'not_found' && this.#recovering) throw this.#notYetRegistered()
       return { outcome: typeof route === 'string' ? Promise.resolve(route) : checked(route) }
     })
     this.#chains.set(id, step)
@@ -359,6 +388,8 @@ export class RedisCluster implements SessionCluster {
   #publish (id: string, route: Route, frame: Envelope | RelayRequest): Promise<boolean> {
     return this.#cmd.publish(`${this.#prefix}instance:${route.owner}`, JSON.stringify(frame)).then(async receivers => {
       if (receivers > 0) return true
+      // The owner's subscription may not be back yet: neither gone nor to be deleted.
+      if (this.#recovering) throw this.#notYetRegistered()
       await this.#ownerGone(id, route.owner)
       return false
     })
@@ -388,7 +419,7 @@ export class RedisCluster implements SessionCluster {
       this.#ownerCheck = undefined
       return
     }
-    if (this.#cmd.status !== 'ready') return
+    if (this.#cmd.status !== 'ready' || this.#recovering) return
     const owners = [...new Set(Array.from(this.#relays.values(), a => a.owner))]
     try {
       const counts = await this.#cmd.pubsub('NUMSUB', ...owners.map(o => `${this.#prefix}instance:${o}`)) as Array<string | number>
@@ -517,6 +548,7 @@ export class RedisCluster implements SessionCluster {
     else {
       this.#cmd.off('error', this.#onError)
       this.#cmd.off('ready', this.#onReady)
+      this.#cmd.off('close', this.#onCommandClosed)
     }
   }
 }

@@ -191,6 +191,8 @@ export class RelayedAnswer {
       this.#resolve = resolve
       this.#reject = reject
     })
+    // Its outcome is for whoever pipes it; one never piped must not be an unhandled rejection.
+    this.#finished.catch(() => {})
     if (timeout > 0) {
       // Only the acknowledgement is bounded: once the owner has the request, a long tool
       // call answers when it is done (JSON answers come only then).
@@ -260,6 +262,11 @@ export class RelayedAnswer {
     } else if (frame.s !== undefined && frame.d === undefined) {
       res.flushHeaders()
     }
+  }
+
+  /** The request never reached an owner: nothing to wait for, nobody to tell. */
+  drop (): void {
+    this.#finish()
   }
 
   /** The owner is gone: the session with it. */
