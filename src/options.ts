@@ -130,10 +130,15 @@ export interface McpSseOptions {
    */
   responseMode?: 'auto' | 'json' | 'sse'
   /**
-   * Streamable HTTP without sessions: each POST is served by a new server from the factory
-   * and answered on its own; GET and DELETE answer 405. @default false
+   * Streamable HTTP without sessions: each POST is answered on its own, with no
+   * `Mcp-Session-Id`; GET and DELETE answer 405. `true`: a new server from the factory for
+   * every POST, closed once it has answered. `{ reuseServers: n }`: up to `n` idle servers
+   * kept per principal (every unauthenticated caller is one principal) and lent to later
+   * POSTs of the same principal, one POST at a time, instead of building one per POST; a
+   * kept server keeps what earlier requests set on it (the last `initialize`'s client info,
+   * a log level), so use it when your tools depend on neither. @default false
    */
-  stateless?: boolean
+  stateless?: boolean | { reuseServers?: number }
   /**
    * The 2026-07-28 revision at `mcpEndpoint`: requests that carry their protocol version
    * in `_meta` are served one by one by SDK v2 servers from `server` (with `era:
@@ -292,7 +297,8 @@ export interface ResolvedOptions {
   messageEndpoint: string
   mcpEndpoint: string | false
   responseMode: 'auto' | 'json' | 'sse'
-  stateless: boolean
+  /** Stateless Streamable HTTP, and how many idle servers are kept per principal (0: none). */
+  stateless: { reuseServers: number } | false
   modern: { reuseServers: number } | false
   metrics: { path: string | undefined, auth: boolean } | false
   tracing: boolean
@@ -539,6 +545,13 @@ function resolveRateLimit (value: unknown): ResolvedRateLimit | false {
   return { open, messages, methods }
 }
 
+function resolveStateless (value: McpSseOptions['stateless']): ResolvedOptions['stateless'] {
+  if (value === undefined || value === false) return false
+  if (value === true) return { reuseServers: 0 }
+  if (typeof value !== 'object' || value === null) fail('stateless', 'Use true, false or { reuseServers }.')
+  return { reuseServers: count('stateless.reuseServers', value.reuseServers ?? 0, 0) }
+}
+
 function resolveModern (value: McpSseOptions['modern']): ResolvedOptions['modern'] {
   if (value === false) return false
   if (value === undefined) return { ...defaults.modern }
@@ -562,8 +575,7 @@ export function resolveOptions (opts: Partial<McpSseOptions> | undefined): Resol
   if (mcpEndpoint === false && endpoint === false) fail('endpoint', 'Turn off at most one of endpoint (HTTP+SSE) and mcpEndpoint (Streamable HTTP).')
   const responseMode = o.responseMode ?? defaults.responseMode
   if (responseMode !== 'auto' && responseMode !== 'json' && responseMode !== 'sse') fail('responseMode', 'Use "auto", "json" or "sse".')
-  const stateless = o.stateless ?? defaults.stateless
-  if (typeof stateless !== 'boolean') fail('stateless', 'Use true or false.')
+  const stateless = resolveStateless(o.stateless)
 
   const headers = o.headers ?? {}
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) fail('headers', 'Use an object of header names to string values.')

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { toAuthInfo } from '../auth/types.js'
 import {
   FST_ERR_MCP_SSE_BAD_REQUEST,
@@ -10,6 +10,7 @@ import {
 } from '../errors.js'
 import { MessageExtra, type JsonRpcMessage, type McpServerLike } from '../mcp.js'
 import { MessageBody } from '../schemas.js'
+import { ServerPool } from '../server-pool.js'
 import type { StreamableOp } from '../session/cluster.js'
 import type { Session } from '../session/session.js'
 import { PostReply, StreamableSessionTransport, type StreamSettings } from '../transports/streamable.js'
@@ -179,8 +180,24 @@ export function mcpRoute (
     return session
   }
 
-  /** Stateless: a server of its own for this POST, closed once it is answered. */
-  async function servePerRequest (request: FastifyRequest, reply: FastifyReply, messages: JsonRpcMessage[], batch: boolean, requestIds: JsonRpcId[]): Promise<void> {
+  /** A stateless server with its transport (connected once, on its first POST). */
+  interface StatelessServer { server: McpServerLike, transport: StreamableSessionTransport, connected: boolean }
+
+  async function closeStateless (s: StatelessServer, log: FastifyBaseLogger): Promise<void> {
+    s.transport.terminate('server_closed')
+    await s.server.close().catch((err: unknown) => { log.error({ err }, 'fastify-mcp-sse: the MCP server failed to close') })
+  }
+
+  // `stateless: { reuseServers }`: idle servers kept per principal, lent one POST at a time.
+  const reuse = options.stateless === false ? 0 : options.stateless.reuseServers
+  const kept = reuse > 0 ? new ServerPool<StatelessServer>(reuse, s => { void closeStateless(s, scope.log) }) : undefined
+  if (kept !== undefined) {
+    scope.addHook('onClose', async function mcpStatelessServersClose () {
+      await Promise.all(kept.close().map(async s => { await closeStateless(s, scope.log) }))
+    })
+  }
+
+  async function statelessServer (request: FastifyRequest): Promise<StatelessServer> {
     const sessionId = store.newId()
     let server: McpServerLike
     try {
@@ -191,21 +208,38 @@ export function mcpRoute (
     }
     const transport = new StreamableSessionTransport({ sessionId, stream: settings, eventStore: undefined, idleTimeout: 0 })
     transport.observer = ctx.telemetry.observe(sessionId, 'streamable', () => undefined)
+    return { server, transport, connected: false }
+  }
+
+  /**
+   * Stateless: a server of its own for this POST, closed once it is answered; or, with
+   * `reuseServers`, one of this principal's kept servers, given back once every request of
+   * the POST is answered (a server whose client left before that is closed instead: its
+   * request may still be running, and it must never meet another request).
+   */
+  async function servePerRequest (request: FastifyRequest, reply: FastifyReply, messages: JsonRpcMessage[], batch: boolean, requestIds: JsonRpcId[]): Promise<void> {
+    const key = kept === undefined ? undefined : JSON.stringify([request.mcpAuth?.principal ?? null])
+    const s = (key === undefined ? undefined : kept?.take(key)) ?? await statelessServer(request)
+    let answered = false
     try {
-      await server.connect(transport)
+      if (!s.connected) {
+        await s.server.connect(s.transport)
+        s.connected = true
+      }
       const answer = requestIds.length === 0 ? undefined : statelessReply(reply, batch, requestIds)
       const auth = request.mcpAuth
       try {
-        transport.deliver(messages, new MessageExtra(request.headers, request.url, auth === null ? undefined : toAuthInfo(auth)), answer)
+        s.transport.deliver(messages, new MessageExtra(request.headers, request.url, auth === null ? undefined : toAuthInfo(auth)), answer)
       } catch (err) {
         request.log.error({ err }, 'fastify-mcp-sse: the message handler threw')
         throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
       }
       if (answer === undefined) reply.code(202).send()
       else await answer.done
+      answered = answer === undefined || answer.complete
     } finally {
-      transport.terminate('server_closed')
-      await server.close().catch((err: unknown) => { request.log.error({ err }, 'fastify-mcp-sse: the MCP server failed to close') })
+      if (key !== undefined && answered && s.transport.isOpen) kept?.give(key, s)
+      else await closeStateless(s, request.log)
     }
   }
 

@@ -219,6 +219,11 @@ export class PostReply implements ReplyChannel {
     return this.#settled
   }
 
+  /** Whether every request of the POST has had its response (not so when the client left first). */
+  get complete (): boolean {
+    return this.#pending.size === 0
+  }
+
   /** A message that belongs to one of this POST's requests but is not its response. */
   push (message: JsonRpcMessage): Promise<void> {
     if (this.#settled) return Promise.reject(CLOSED)
