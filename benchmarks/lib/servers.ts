@@ -12,7 +12,7 @@ export const SERVER_NAMES = [
   'fastify-bare', 'fastify-sdk-min', 'node-bare', 'fastify-mcp-sse', 'sdk-express', 'mcp-framework', 'cross-instance',
   // Streamable HTTP (2025 revisions; some serve 2026-07-28 too)
   'fastify-bare-streamable', 'fastify-sdk-min-streamable',
-  'fastify-mcp-sse-json', 'fastify-mcp-sse-json-quiet', 'fastify-mcp-sse-stream', 'fastify-mcp-sse-stateless', 'cross-instance-streamable',
+  'fastify-mcp-sse-json', 'fastify-mcp-sse-json-quiet', 'fastify-mcp-sse-stream', 'fastify-mcp-sse-stateless', 'fastify-mcp-sse-stateless-reuse', 'cross-instance-streamable',
   'sdk-express-streamable', 'sdk-express-stateless', 'sdk2-fastify', 'sdk2-fastify-stateless', 'sdk2-handler',
   'mcp-framework-streamable', 'fastify-mcp',
   // 2026-07-28 only
@@ -57,6 +57,7 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
   'fastify-mcp-sse-json-quiet': { file: 'fastify-mcp-sse-streamable', env: { BENCH_MODE: 'json', BENCH_TELEMETRY: 'off' }, transport: 'streamable', kind: 'plugin', title: 'fastify-mcp-sse-json with metrics and tracing off (what telemetry costs)' },
   'fastify-mcp-sse-stream': { file: 'fastify-mcp-sse-streamable', env: { BENCH_MODE: 'sse' }, transport: 'streamable', kind: 'plugin', title: 'this plugin, responseMode sse, every feature on' },
   'fastify-mcp-sse-stateless': { file: 'fastify-mcp-sse-streamable', env: { BENCH_MODE: 'stateless' }, transport: 'streamable', stateless: true, kind: 'plugin', title: 'this plugin, stateless: true' },
+  'fastify-mcp-sse-stateless-reuse': { file: 'fastify-mcp-sse-streamable', env: { BENCH_MODE: 'stateless', BENCH_REUSE: '4' }, transport: 'streamable', stateless: true, kind: 'plugin', title: 'this plugin, stateless: { reuseServers: 4 } (idle servers kept per principal and lent to later POSTs)' },
   'cross-instance-streamable': { file: 'fastify-mcp-sse-streamable', env: { BENCH_MODE: 'json' }, transport: 'streamable', pair: true, kind: 'plugin', title: 'two fastify-mcp-sse-json instances over Redis, sessions opened on one, every POST to the other' },
   'sdk-express-streamable': { file: 'sdk-express-streamable', transport: 'streamable', scale: true, kind: 'sdk', title: 'SDK v1 StreamableHTTPServerTransport with express, sessionful (the SDK path)' },
   'sdk-express-stateless': { file: 'sdk-express-stateless', transport: 'streamable', stateless: true, kind: 'sdk', title: 'SDK v1 StreamableHTTPServerTransport with express, a server per request (the stateless SDK path)' },

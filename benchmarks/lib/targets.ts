@@ -50,6 +50,7 @@ export const TARGETS: readonly Target[] = [
   { kind: 'load', what: 'sessionful Streamable HTTP p99 no worse than SDK v2 on Fastify', server: 'fastify-mcp-sse-json', against: 'sdk2-fastify', scenarios: SESSIONFUL_ECHO_LIST, measure: 'p99', want: 1 },
   { kind: 'load', what: 'sessionful Streamable HTTP p99 no worse than SDK v1 + express', server: 'fastify-mcp-sse-json', against: 'sdk-express-streamable', scenarios: SESSIONFUL_ECHO_LIST, measure: 'p99', want: 1 },
   { kind: 'load', what: 'stateless 2025 ≥ 3× createMcpHandler (its stateless legacy fallback)', server: 'fastify-mcp-sse-stateless', against: 'sdk2-handler', scenarios: STREAMABLE, measure: 'throughput', want: 3 },
+  { kind: 'load', what: 'stateless 2025 (kept servers, reuseServers 4) ≥ 3× createMcpHandler', server: 'fastify-mcp-sse-stateless-reuse', against: 'sdk2-handler', scenarios: STREAMABLE, measure: 'throughput', want: 3 },
   { kind: 'load', what: '2026-07-28 (a server per request) ≥ 3× createMcpHandler', server: 'fastify-mcp-sse-2026', against: 'sdk2-handler', scenarios: MODERN, measure: 'throughput', want: 3 },
   { kind: 'load', what: '2026-07-28 (kept servers, reuseServers 4) ≥ 3× createMcpHandler', server: 'fastify-mcp-sse-2026-reuse', against: 'sdk2-handler', scenarios: MODERN, measure: 'throughput', want: 3 },
   { kind: 'load', what: 'cross-instance Streamable HTTP ≥ 0.7× one in-memory instance', server: 'cross-instance-streamable', against: 'fastify-mcp-sse-json', scenarios: STREAMABLE, measure: 'throughput', want: 0.7 },

@@ -4,6 +4,7 @@
 //   json       responseMode 'json' (one JSON response per POST; progress is dropped)
 //   sse        responseMode 'sse' (every answer an event stream)
 //   stateless  stateless: true (a server from the factory for every POST; responseMode auto)
+//              (BENCH_REUSE=n: stateless: { reuseServers: n }, kept servers lent to later POSTs)
 // BENCH_TELEMETRY=off turns metrics and tracing off (they are on by default).
 // With BENCH_REDIS_URL set it shares sessions through that Redis (one instance of the
 // `cross-instance-streamable` pair; BENCH_KEY_PREFIX keeps a run's keys apart).
@@ -18,7 +19,7 @@ const app = Fastify({ logger: false })
 await app.register(mcpSse, {
   server: () => buildBenchServer(),
   responseMode: mode === 'stateless' ? 'auto' : mode,
-  stateless: mode === 'stateless',
+  stateless: mode !== 'stateless' ? false : process.env.BENCH_REUSE !== undefined ? { reuseServers: Number(process.env.BENCH_REUSE) } : true,
   keepAliveInterval: 15_000,
   maxBufferedBytes: '4mb',
   maxMessageSize: '4mb',
