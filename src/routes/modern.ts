@@ -91,11 +91,23 @@ export interface ModernOptions {
 /** Most keys (principal and client) whose idle servers are kept; the oldest key goes first. */
 const MAX_POOL_KEYS = 1000
 
+/** Closes a server the plugin is done with (the user's close() runs; failures are the server's). */
+function closeServer (server: object): void {
+  void (server as McpServerLike).close().catch(() => {})
+}
+
+/** A v2 server's protocol half: what notices an exchange ending, and whether one is in progress. */
+function protocolOf (server: object): Closing & { transport?: unknown } {
+  return ((server as { server?: Closing }).server ?? server) as Closing & { transport?: unknown }
+}
+
 /**
  * Servers kept between modern requests, by principal and client identity, so the
  * factory's work is not redone for every request. A server serves one request at a time
  * (it is out of the pool while it does) and only requests of the principal and client it
- * was first built for: nothing of one caller's request ever meets another's.
+ * was first built for: nothing of one caller's request ever meets another's. A server the
+ * pool lets go of (its key the oldest when a new key comes, or its key's idle list full)
+ * is closed.
  */
 class ServerPool {
   readonly #idle = new Map<string, object[]>()
@@ -115,11 +127,16 @@ class ServerPool {
   give (key: string, server: object): void {
     let idle = this.#idle.get(key)
     if (idle === undefined) {
-      if (this.#idle.size >= MAX_POOL_KEYS) this.#idle.delete(this.#idle.keys().next().value as string)
+      if (this.#idle.size >= MAX_POOL_KEYS) {
+        const oldest = this.#idle.keys().next().value as string
+        for (const evicted of this.#idle.get(oldest) ?? []) closeServer(evicted)
+        this.#idle.delete(oldest)
+      }
       idle = []
       this.#idle.set(key, idle)
     }
     if (idle.length < this.#max) idle.push(server)
+    else closeServer(server)
   }
 
   get size (): number {
@@ -142,6 +159,8 @@ interface Exchange {
   key: string | undefined
   /** The factory gave a server of SDK v1, which cannot speak this revision. */
   legacyServer: boolean
+  /** The server handed to SDK v2's entry for this request, until the plugin is done with it. */
+  server?: object
 }
 
 /**
@@ -158,6 +177,10 @@ export class ModernEndpoint {
   readonly #handler: McpHandler | undefined
   readonly #pool: ServerPool | undefined
   readonly #exchanges = new WeakMap<Request, Exchange>()
+  /** Each server lent to an exchange, and that exchange (until the plugin is done with the server). */
+  readonly #leases = new WeakMap<object, Exchange>()
+  /** Servers whose exchange endings the plugin hears of (their own onclose still runs first). */
+  readonly #hooked = new WeakSet<object>()
   /** Set once the factory gave an SDK v1 server: modern requests then fall back at once. */
   #legacyOnly = false
   #inFlight = 0
@@ -201,9 +224,11 @@ export class ModernEndpoint {
     const abort = new AbortController()
     const auth = request.mcpAuth
     const web = fetchRequest(request.headers, request.url, 'POST', abort.signal)
-    const exchange: Exchange = { request, key: this.#keyOf(request), legacyServer: false }
-    this.#exchanges.set(web, exchange)
     const listen = (request.body as { method?: unknown } | null)?.method === 'subscriptions/listen'
+    // A listen request's server only tells SDK v2 its capabilities, and the SDK closes it
+    // there and then: it takes no kept server, and is not kept.
+    const exchange: Exchange = { request, key: listen ? undefined : this.#keyOf(request), legacyServer: false }
+    this.#exchanges.set(web, exchange)
     // Closing the response is cancelling the request (and ending a listen stream),
     // whether the answer has begun or not.
     const res = reply.raw
@@ -225,6 +250,10 @@ export class ModernEndpoint {
         return await outcome
       }, outcome => outcome, abort.signal)
     } finally {
+      // A server that never served the exchange (a listen request's, or one the SDK refused
+      // the request with after the factory ran) was closed by the SDK without its onclose.
+      const server = exchange.server
+      if (server !== undefined && protocolOf(server).transport === undefined) this.#release(server, false)
       res.off('close', onClose)
       this.#inFlight--
       if (listen) this.#listening--
@@ -262,7 +291,7 @@ export class ModernEndpoint {
     if (exchange === undefined) throw new Error('fastify-mcp-sse: a modern request without its exchange')
     const { key } = exchange
     const kept = key === undefined ? undefined : this.#pool?.take(key)
-    if (kept !== undefined) return this.#lend(kept, key as string)
+    if (kept !== undefined) return this.#lend(kept, exchange)
     const request = exchange.request
     const server = await this.#opts.server({ sessionId: randomUUID(), era: 'modern', request, auth: request.mcpAuth ?? undefined })
     const sdk = this.#sdk as ModernSdk
@@ -274,17 +303,44 @@ export class ModernEndpoint {
       await server.close().catch(() => {})
       throw new Error('an SDK v1 server cannot serve 2026-07-28')
     }
-    return key === undefined ? server : this.#lend(server, key)
+    return this.#lend(server, exchange)
   }
 
-  /** Arranges for a server to come back to the pool once its exchange ends. */
-  #lend (server: object, key: string): object {
-    const protocol = ((server as { server?: Closing }).server ?? server) as Closing
-    protocol.onclose = () => {
-      if (!this.#closed) this.#pool?.give(key, server)
-      else void (server as McpServerLike).close().catch(() => {})
+  /**
+   * Hands a server to one exchange, and arranges for the plugin to hear when that
+   * exchange ends: the server then goes back to the pool (when kept), or is closed. The
+   * server's own `onclose` is kept and runs first, at the end of every exchange it serves.
+   */
+  #lend (server: object, exchange: Exchange): object {
+    if (!this.#hooked.has(server)) {
+      this.#hooked.add(server)
+      const protocol = protocolOf(server)
+      const own = protocol.onclose
+      protocol.onclose = () => {
+        try {
+          own?.()
+        } finally {
+          this.#release(server, true)
+        }
+      }
     }
+    this.#leases.set(server, exchange)
+    exchange.server = server
     return server
+  }
+
+  /**
+   * The plugin is done with a server's exchange. One that served it (`served`) is kept for
+   * its caller's next request, or closed; one that never did was closed by the SDK already.
+   */
+  #release (server: object, served: boolean): void {
+    const exchange = this.#leases.get(server)
+    if (exchange === undefined) return
+    this.#leases.delete(server)
+    exchange.server = undefined
+    if (!served) return
+    if (exchange.key !== undefined && this.#pool !== undefined && !this.#closed) this.#pool.give(exchange.key, server)
+    else closeServer(server)
   }
 
   /** Writes SDK v2's answer to the client: status, headers (with the route's own), body as it comes. */
