@@ -306,11 +306,13 @@ t.test('another principal cannot use a session through another instance; its own
   t.equal(a.app.mcpSessions.size, 1)
 })
 
-t.test('SIGKILL of the instance holding a GET stream: the client resumes on another with nothing lost or twice', async t => {
+for (const eventStore of ['memory', 'redis'] as const) {
+t.test(`SIGKILL of the instance holding a GET stream: the client resumes on another with nothing lost or twice (${eventStore} event store)`, async t => {
   const rec = recordingFactory()
   const keyPrefix = testPrefix()
-  const a = await startInstance(t, { server: rec.server, redis: { url: REDIS_URL, keyPrefix } })
-  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
+  const events = eventStore === 'redis' ? { eventStore: 'redis' as const } : {}
+  const a = await startInstance(t, { ...events, server: rec.server, redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { ...events, redis: { url: REDIS_URL, keyPrefix } })
   const c = await child(t, keyPrefix)
   const id = await open(t, a.base)
   const s = stream(c.base, session(id))
@@ -331,7 +333,13 @@ t.test('SIGKILL of the instance holding a GET stream: the client resumes on anot
   const all = [...seen, ...resumed.events.map(e => e.id)]
   t.same(all, Array.from({ length: 9 }, (_, n) => `${id}.0.${n}`), 'every event once, in order')
   resumed.close()
+  if (eventStore === 'redis') {
+    const redis = new Redis(REDIS_URL)
+    t.teardown(() => redis.quit())
+    t.equal(await redis.xlen(`${keyPrefix}events:${id}`), 8, 'the replay came from Redis, which holds every event')
+  }
 })
+}
 
 t.test('SIGKILL of the owner: its relayed streams end, its sessions answer 404 at once through every instance', async t => {
   const keyPrefix = testPrefix()
@@ -545,4 +553,78 @@ t.test('Redis restarted empty while the owner is slow to come back: other instan
   t.equal(back, 200, 'relayed again once the owner re-registered')
   t.ok(meanwhile.every(status => status === 503), `only 503 meanwhile (${meanwhile.length} retries)`)
   await owner.kill()
+})
+
+t.test('Streamable HTTP through the round-robin proxy with 2 instances: SDK clients of both lines, each request on the other instance than the last', async t => {
+  const keyPrefix = testPrefix()
+  const instances = await Promise.all([0, 1].map(() => startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })))
+  const proxy = await startProxy(t, instances.map(i => i.base))
+  for (const line of ['v1', 'v2'] as const) {
+    const url = new URL(`${proxy.base}/mcp`)
+    const client = line === 'v1' ? new Client({ name: 'c1', version: '1' }) : new ClientV2({ name: 'c2', version: '1' })
+    await client.connect(line === 'v1' ? new StreamableHTTPClientTransport(url) : new StreamableV2(url))
+    t.teardown(() => client.close())
+    const progress: number[] = []
+    const onprogress = (p: { progress: number }): void => { progress.push(p.progress) }
+    const args = { name: 'countdown', arguments: { from: 3, intervalMs: 20 } }
+    const counted = client instanceof Client ? await client.callTool(args, undefined, { onprogress }) : await client.callTool(args, { onprogress })
+    t.equal(text(counted), 'Counted down from 3', `${line}: the result`)
+    t.same(progress, [0, 1, 2], `${line}: progress before the result`)
+    const got: string[] = []
+    for (let i = 0; i < 20; i++) got.push(text(await client.callTool({ name: 'echo', arguments: { text: `m${i}` } })))
+    t.same(got, Array.from({ length: 20 }, (_, i) => `m${i}`), `${line}: 20 answers, in order`)
+  }
+  t.equal(instances.reduce((n, i) => n + i.app.mcpSessions.size, 0), 2, 'one session per client, each on one instance')
+  const posts = proxy.log.filter(r => r.method === 'POST')
+  t.ok(posts.filter(p => p.upstream === 0).length >= 20 && posts.filter(p => p.upstream === 1).length >= 20, 'POSTs landed on both instances alike')
+})
+
+t.test('app.close() deletes the Redis keys of its Streamable HTTP sessions (registry entry and events)', async t => {
+  const [a, b, keyPrefix] = await pair(t, { eventStore: 'redis' })
+  const id = await open(t, a.base)
+  const rec = await request(b.base, 'POST', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'countdown', arguments: { from: 1, intervalMs: 1 }, _meta: { progressToken: 1 } } }, session(id))
+  t.equal(rec.status, 200)
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => redis.quit())
+  t.equal(await redis.exists(`${keyPrefix}session:${id}`), 1, 'registered')
+  t.ok(await redis.xlen(`${keyPrefix}events:${id}`) > 0, 'with events')
+  await a.app.close()
+  t.equal(await redis.exists(`${keyPrefix}session:${id}`), 0, 'the registry entry is gone')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  t.equal(await redis.exists(`${keyPrefix}events:${id}`), 0, 'and its events')
+  const after = await request(b.base, 'POST', ping(2), session(id))
+  t.equal(after.status, 404, 'the other instance no longer finds it')
+  t.match(after.json, { id: 2, error: { data: { type: 'session_not_found' } } })
+})
+
+t.test('a Streamable HTTP session whose owner died without a word: its entry expires after sessionTtl, then 404 everywhere', async t => {
+  const keyPrefix = testPrefix()
+  const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
+  const proc = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
+    env: { ...process.env, REDIS_URL, KEY_PREFIX: keyPrefix, SESSION_TTL: '800' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.teardown(() => { proc.kill('SIGKILL') })
+  const port = await new Promise<number>((resolve, reject) => {
+    proc.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim())))
+    proc.once('exit', code => reject(new Error(`instance exited ${code}`)))
+  })
+  const id = await open(t, `http://127.0.0.1:${port}`)
+  const redis = new Redis(REDIS_URL)
+  t.teardown(() => redis.quit())
+  t.equal(await redis.exists(`${keyPrefix}session:${id}`), 1, 'registered by its owner')
+  const exited = new Promise(resolve => proc.once('exit', resolve))
+  proc.kill('SIGKILL')
+  await exited
+  // Nobody asks for it meanwhile: only the TTL can remove it.
+  const died = Date.now()
+  for (let i = 0; i < 300 && await redis.exists(`${keyPrefix}session:${id}`) === 1; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  const gone = Date.now() - died
+  t.equal(await redis.exists(`${keyPrefix}session:${id}`), 0, `the entry expired (${gone} ms after the owner died)`)
+  t.ok(gone < 2000, 'within about sessionTtl')
+  t.equal(await b.app.mcpSessions.lookup(id), undefined, 'lookup finds nothing')
+  const answer = await request(b.base, 'POST', ping(3), session(id))
+  t.equal(answer.status, 404)
+  t.match(answer.json, { id: 3, error: { code: -32001, data: { type: 'session_not_found', sessionId: id } } })
+  t.equal((await request(b.base, 'GET', undefined, session(id, { accept: 'text/event-stream' }))).status, 404, 'GET too')
 })
