@@ -1,7 +1,7 @@
 import type { FastifyRequest, onRequestHookHandler } from 'fastify'
-import { corsResponder } from './cors.js'
+import { corsResponder, type CorsSettings } from './cors.js'
 import { FST_ERR_MCP_SSE_FORBIDDEN_ORIGIN, FST_ERR_MCP_SSE_UNSUPPORTED_MEDIA_TYPE } from './errors.js'
-import type { ResolvedCors, ResolvedOptions } from './options.js'
+import type { ResolvedOptions } from './options.js'
 
 /** The `application/json` check of the message route, or the error to answer with. */
 function jsonCheck (request: FastifyRequest): Error | undefined {
@@ -60,7 +60,7 @@ const ORIGIN_HELP = ' This server listens on a loopback address, and to stop DNS
  * The Origin/Host checks are the configured allowlists, and otherwise, for requests that
  * arrived on a loopback address, the loopback default (see `dnsRebindingProtection`).
  */
-export function requestGuard (options: ResolvedOptions, requireJson: boolean, corsSettings: ResolvedCors | false = options.cors): onRequestHookHandler {
+export function requestGuard (options: ResolvedOptions, requireJson: boolean, corsSettings: CorsSettings | false = options.cors): onRequestHookHandler {
   const origins = options.allowedOrigins
   const hosts = options.allowedHosts
   const loopback = options.loopbackDefaults

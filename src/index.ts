@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { authHook } from './auth/hook.js'
+import { MCP_PARAM_HEADER, type CorsSettings } from './cors.js'
 import type { McpAuthFailureReason } from './auth/types.js'
 import { requestGuard } from './guard.js'
 import { resolveOptions, type McpSseOptions, type ResolvedCors, type ResolvedOptions } from './options.js'
@@ -122,8 +123,11 @@ const mcpRoutes: FastifyPluginAsync<ScopeContext> = async function mcpRoutes (sc
   if (options.mcpEndpoint !== false) mcpRoute(scope, routes, options.mcpEndpoint, openSseSession, sseAuth)
 }
 
-/** Streamable HTTP's own headers, added to the CORS settings of `{mcpEndpoint}`. */
-function withMcpHeaders (cors: ResolvedCors): ResolvedCors {
+/**
+ * Streamable HTTP's own headers, added to the CORS settings of `{mcpEndpoint}`, and the
+ * 2026-07-28 revision's `Mcp-Param-*` ones (their names are the tools' to choose).
+ */
+function withMcpHeaders (cors: ResolvedCors): CorsSettings {
   const add = (list: string, names: string[]): string => {
     const have = new Set(list.split(',').map(x => x.trim().toLowerCase()))
     return [list, ...names.filter(n => !have.has(n.toLowerCase()))].filter(x => x !== '').join(', ')
@@ -132,7 +136,8 @@ function withMcpHeaders (cors: ResolvedCors): ResolvedCors {
     ...cors,
     methods: add(cors.methods, ['GET', 'POST', 'DELETE', 'OPTIONS']),
     allowedHeaders: add(cors.allowedHeaders, ['Mcp-Session-Id', 'MCP-Protocol-Version', 'Last-Event-ID', 'Mcp-Method', 'Mcp-Name']),
-    exposedHeaders: add(cors.exposedHeaders, ['Mcp-Session-Id'])
+    exposedHeaders: add(cors.exposedHeaders, ['Mcp-Session-Id']),
+    allowedHeaderPattern: MCP_PARAM_HEADER
   }
 }
 

@@ -195,6 +195,35 @@ t.test('auth, CORS and the Origin guard apply to modern requests as to every rou
   t.match(preflight.headers.get('access-control-allow-headers'), /Mcp-Method/i)
 })
 
+t.test('CORS on /mcp allows the revision\'s Mcp-Param-* headers a preflight asks for, beside the fixed list; on /mcp only', async t => {
+  const { base } = await startApp(t, { server: ctx => v2Server({ builds: 0, aborted: 0 }, ctx), allowedOrigins: ['https://app.example'] })
+  const preflight = async (path: string, requested: string): Promise<{ status: number, allowed: string[], vary: string }> => {
+    const res = await fetch(`${base}${path}`, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': requested } })
+    const allowed = (res.headers.get('access-control-allow-headers') ?? '').split(',').map(x => x.trim().toLowerCase()).filter(x => x !== '')
+    return { status: res.status, allowed, vary: res.headers.get('vary') ?? '' }
+  }
+  const mcp = await preflight('/mcp', 'Mcp-Name, Mcp-Param-Region')
+  t.equal(mcp.status, 204)
+  for (const name of ['mcp-method', 'mcp-name', 'mcp-protocol-version', 'mcp-param-region']) t.ok(mcp.allowed.includes(name), `${name} allowed`)
+  t.equal(mcp.allowed.filter(x => x === 'mcp-name').length, 1, 'a fixed header asked for is not listed twice')
+  t.match(mcp.vary, /Access-Control-Request-Headers/i, 'caches key on the headers asked for')
+  const two = await preflight('/mcp', 'mcp-param-a, mcp-param-b.c, x-other, mcp-param-, mcp-param-bad name')
+  t.ok(two.allowed.includes('mcp-param-a') && two.allowed.includes('mcp-param-b.c'), 'any Mcp-Param-{token}')
+  t.notOk(two.allowed.includes('x-other'), 'a header of another pattern is not allowed')
+  t.notOk(two.allowed.some(x => x === 'mcp-param-' || x.startsWith('mcp-param-bad')), 'an empty or malformed name is not allowed')
+  const sse = await preflight('/sse', 'Mcp-Param-Region')
+  t.notOk(sse.allowed.includes('mcp-param-region'), 'the HTTP+SSE endpoint does not take them')
+  // The request a browser sends after that preflight.
+  const res = await fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { origin: 'https://app.example', accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'echo', 'mcp-param-region': 'eu' },
+    body: JSON.stringify(call(1, 'echo', { text: 'from a page' }))
+  })
+  t.equal(res.status, 200)
+  t.equal(res.headers.get('access-control-allow-origin'), '*', 'the default allowOrigin')
+  t.match(await res.json(), { result: { content: [{ text: 'from a page' }] } })
+})
+
 t.test('servers kept between requests: two principals\' concurrent requests never see each other\'s server or auth', async t => {
   const seen: Seen = { builds: 0, aborted: 0 }
   const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'k-a', principal: 'alice' }, { key: 'k-b', principal: 'bob' }] }) }
