@@ -11,7 +11,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js'
 import { ApiKeyAuthProvider, type McpSessionContext } from '../src/index.js'
 import { buildExampleServer } from '../example/mcp-server.js'
-import { REDIS_URL, startInstance, testPrefix } from './support/cluster.js'
+import { buildConformanceServerV2 } from '../example/conformance-v2.js'
+import { REDIS_URL, startInstance, startProxy, testPrefix } from './support/cluster.js'
 import { startApp, until } from './support/helpers.js'
 
 const MODERN = '2026-07-28'
@@ -32,7 +33,7 @@ interface Seen { builds: number, aborted: number }
 /** An SDK v2 server: echo, countdown (progress), ask (MRTR elicitation), whoami (slow; who built it and who asks), wait (until cancelled). */
 function v2Server (seen: Seen, context: McpSessionContext): McpServer {
   seen.builds++
-  const server = new McpServer({ name: 'modern-test', version: '1.0.0' }, { capabilities: { logging: {} } })
+  const server = new McpServer({ name: 'modern-test', version: '1.0.0' }, { capabilities: { logging: {}, resources: { subscribe: true, listChanged: true } } })
   const builtFor = context.auth?.principal ?? 'nobody'
   server.registerTool('echo', { inputSchema: z.object({ text: z.string() }) }, async ({ text }) => ({ content: [{ type: 'text', text }] }))
   server.registerTool('countdown', { inputSchema: z.object({ from: z.number() }) }, async ({ from }, ctx) => {
@@ -58,6 +59,20 @@ function v2Server (seen: Seen, context: McpSessionContext): McpServer {
     await new Promise(resolve => setTimeout(resolve, delay))
     return { content: [{ type: 'text', text: `${builtFor}/${asking}` }] }
   })
+  server.registerTool('logs', {}, async ctx => {
+    for (const level of ['debug', 'info', 'warning', 'error'] as const) await ctx.mcpReq.log(level, `at ${level}`)
+    return { content: [{ type: 'text', text: 'logged' }] }
+  })
+  server.registerTool('ticks', {}, async ctx => {
+    const progressToken = ctx.mcpReq._meta?.progressToken
+    for (let i = 0; !ctx.mcpReq.signal.aborted; i++) {
+      if (progressToken !== undefined) await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, progress: i } })
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    seen.aborted++
+    return { content: [] }
+  })
+  server.registerResource('a', 'test://a', {}, async uri => ({ contents: [{ uri: uri.href, text: 'a' }] }))
   server.registerPrompt('greet', {}, async () => ({ messages: [{ role: 'user', content: { type: 'text', text: 'hello' } }] }))
   server.registerTool('wait', {}, async ctx => await new Promise(resolve => {
     ctx.mcpReq.signal.addEventListener('abort', () => { seen.aborted++; resolve({ content: [] }) })
@@ -115,7 +130,10 @@ t.test('one URL, every era at once: a 2026-07-28 client, 2025 sessions of both S
   t.equal(app.mcpSessions.size, 3, 'three sessions (two Streamable, one HTTP+SSE); the modern client holds none')
 
   const progress: number[] = []
-  const [m, l2, l1, s, counted] = await Promise.all([
+  const changed: string[] = []
+  modern.setNotificationHandler('notifications/tools/list_changed', () => { changed.push('tools') })
+  const [subscription, m, l2, l1, s, counted] = await Promise.all([
+    modern.listen({ toolsListChanged: true }),
     modern.callTool({ name: 'echo', arguments: { text: 'modern' } }),
     legacyV2.callTool({ name: 'echo', arguments: { text: 'legacy v2' } }),
     v1.callTool({ name: 'echo', arguments: { text: 'v1' } }),
@@ -124,6 +142,13 @@ t.test('one URL, every era at once: a 2026-07-28 client, 2025 sessions of both S
   ])
   t.same([m, l2, l1, s].map(text), ['modern', 'legacy v2', 'v1', 'sse'])
   t.equal(text(counted), 'Counted down from 3')
+  t.same(subscription.honoredFilter, { toolsListChanged: true }, 'the v2 client\'s listen() acknowledged, beside the other clients\' calls')
+  t.equal(app.mcpEvents.listening, 1)
+  app.mcpEvents.toolsChanged()
+  await until(() => changed.length === 1, 5000, 'the change on the v2 client\'s listen stream')
+  await subscription.close()
+  t.equal(await subscription.closed, 'local')
+  await until(() => app.mcpEvents.listening === 0, 5000, 'the listen stream to end')
   t.same(progress, [0, 1, 2], 'progress on the modern request\'s own stream, before its result')
   const asked = await modern.callTool({ name: 'ask', arguments: {} })
   t.equal(text(asked), 'hello Ann (state asked-once)', 'MRTR: input_required, the client answers the elicitation, the retry completes')
@@ -280,7 +305,7 @@ t.test('closing a modern request\'s stream cancels it', async t => {
 })
 
 /** Opens a listen stream and collects its events. */
-function listen (base: string, filter: object): { events: unknown[], close: () => void, ended: Promise<void> } {
+function listen (base: string, filter: object, id = 'listen-1'): { events: unknown[], close: () => void, ended: Promise<void> } {
   const events: unknown[] = []
   let setEnded!: () => void
   const ended = new Promise<void>(resolve => { setEnded = resolve })
@@ -302,7 +327,7 @@ function listen (base: string, filter: object): { events: unknown[], close: () =
     res.on('close', () => setEnded())
   })
   req.on('error', () => setEnded())
-  req.end(JSON.stringify({ jsonrpc: '2.0', id: 'listen-1', method: 'subscriptions/listen', params: { notifications: filter, _meta: META } }))
+  req.end(JSON.stringify({ jsonrpc: '2.0', id, method: 'subscriptions/listen', params: { notifications: filter, _meta: META } }))
   return { events, close: () => req.destroy(), ended }
 }
 
@@ -312,8 +337,8 @@ t.test('listen streams: acknowledged first, then only what they opted into, tagg
   const server = (ctx: McpSessionContext): McpServer => v2Server(seen, ctx)
   const a = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
   const b = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
-  const tools = listen(a.base, { toolsListChanged: true })
-  const prompts = listen(a.base, { promptsListChanged: true })
+  const tools = listen(a.base, { toolsListChanged: true }, 'listen-tools')
+  const prompts = listen(a.base, { promptsListChanged: true }, 'listen-prompts')
   t.teardown(() => { tools.close(); prompts.close() })
   await until(() => tools.events.length >= 1 && prompts.events.length >= 1, 5000, 'the acknowledgements')
   t.match(tools.events[0], { method: 'notifications/subscriptions/acknowledged' }, 'acknowledged first')
@@ -322,8 +347,9 @@ t.test('listen streams: acknowledged first, then only what they opted into, tagg
   b.app.mcpEvents.toolsChanged()
   b.app.mcpEvents.promptsChanged()
   await until(() => tools.events.length >= 2, 5000, 'the tools change from the other instance')
-  t.match(tools.events[1], { method: 'notifications/tools/list_changed', params: { _meta: { 'io.modelcontextprotocol/subscriptionId': 'listen-1' } } })
+  t.match(tools.events[1], { method: 'notifications/tools/list_changed', params: { _meta: { 'io.modelcontextprotocol/subscriptionId': 'listen-tools' } } })
   await until(() => prompts.events.length >= 2, 5000, 'the prompts change')
+  t.match(prompts.events[1], { method: 'notifications/prompts/list_changed', params: { _meta: { 'io.modelcontextprotocol/subscriptionId': 'listen-prompts' } } }, 'each stream tagged with its own subscription id')
   await new Promise(resolve => setTimeout(resolve, 100))
   t.equal(tools.events.length, 2, 'the tools listener did not get the prompts change')
   tools.close()
@@ -351,4 +377,123 @@ t.test('MRTR across instances: input_required from one instance, the retry serve
   const second = await post(b.base, retry, headers)
   t.equal(second.status, 200)
   t.match(second.json, { id: 2, result: { resultType: 'complete', content: [{ text: 'hello Bo (state asked-once)' }] } }, 'instance B completes it from the requestState')
+})
+
+/** The JSON-RPC messages of an SSE body (or the one JSON body). */
+function messagesOf (res: { headers: http.IncomingHttpHeaders, text: string, json: unknown }): Array<{ method?: string, params?: Record<string, unknown>, result?: unknown }> {
+  if (!String(res.headers['content-type']).startsWith('text/event-stream')) return [res.json as { result?: unknown }]
+  const out: Array<{ method?: string, params?: Record<string, unknown>, result?: unknown }> = []
+  for (const frame of res.text.split('\n\n')) {
+    const data = /^data: ?(.*)$/m.exec(frame)?.[1]
+    if (data !== undefined && data !== '') out.push(JSON.parse(data))
+  }
+  return out
+}
+
+t.test('the log level a request carries in _meta: notifications/message at or above it, none below, and none without it', async t => {
+  const { base } = await startApp(t, { server: ctx => v2Server({ builds: 0, aborted: 0 }, ctx) })
+  const headers = { 'mcp-method': 'tools/call', 'mcp-name': 'logs' }
+  const levels = async (extra: object): Promise<unknown[]> => {
+    const res = await post(base, call(1, 'logs', {}, extra), headers)
+    t.equal(res.status, 200)
+    const messages = messagesOf(res)
+    t.match(messages[messages.length - 1], { result: { content: [{ text: 'logged' }] } }, 'the result comes last')
+    return messages.filter(m => m.method === 'notifications/message').map(m => m.params?.level)
+  }
+  t.same(await levels({ 'io.modelcontextprotocol/logLevel': 'warning' }), ['warning', 'error'], 'warning and above')
+  t.same(await levels({ 'io.modelcontextprotocol/logLevel': 'debug' }), ['debug', 'info', 'warning', 'error'], 'debug: all of them')
+  t.same(await levels({ 'io.modelcontextprotocol/logLevel': 'error' }), ['error'])
+  t.same(await levels({}), [], 'no level in _meta: no log messages at all')
+})
+
+t.test('listen streams: resource list changes and updates of a URI reach only the streams that asked for them, each tagged with its own subscription id', async t => {
+  const keyPrefix = testPrefix()
+  const server = (ctx: McpSessionContext): McpServer => v2Server({ builds: 0, aborted: 0 }, ctx)
+  const a = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const list = listen(a.base, { resourcesListChanged: true }, 'sub-list')
+  const uriA = listen(a.base, { resourceSubscriptions: ['test://a'] }, 'sub-a')
+  const tools = listen(a.base, { toolsListChanged: true }, 'sub-tools')
+  t.teardown(() => { list.close(); uriA.close(); tools.close() })
+  await until(() => list.events.length >= 1 && uriA.events.length >= 1 && tools.events.length >= 1, 5000, 'the acknowledgements')
+  t.match(uriA.events[0], { method: 'notifications/subscriptions/acknowledged', params: { notifications: { resourceSubscriptions: ['test://a'] } } })
+  b.app.mcpEvents.resourceUpdated('test://other')
+  b.app.mcpEvents.resourcesChanged()
+  b.app.mcpEvents.resourceUpdated('test://a')
+  await until(() => list.events.length >= 2 && uriA.events.length >= 2, 5000, 'the changes published on the other instance')
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.same(list.events.slice(1), [{ jsonrpc: '2.0', method: 'notifications/resources/list_changed', params: { _meta: { 'io.modelcontextprotocol/subscriptionId': 'sub-list' } } }], 'the list stream: the list change only, with its id')
+  t.same(uriA.events.slice(1), [{ jsonrpc: '2.0', method: 'notifications/resources/updated', params: { uri: 'test://a', _meta: { 'io.modelcontextprotocol/subscriptionId': 'sub-a' } } }], 'the URI stream: the update of its URI only (not test://other), with its id')
+  t.equal(tools.events.length, 1, 'the tools stream got none of them')
+})
+
+t.test('closing a modern request\'s stream mid-progress cancels it: the tool\'s signal aborts', async t => {
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const { app, base } = await startApp(t, { server: ctx => v2Server(seen, ctx) })
+  let progressed = 0
+  const req = http.request(`${base}/mcp`, {
+    method: 'POST',
+    headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'ticks' }
+  }, res => {
+    t.equal(res.headers['content-type'], 'text/event-stream')
+    res.setEncoding('utf8')
+    res.on('data', (c: string) => { progressed += c.split('notifications/progress').length - 1 })
+  })
+  req.on('error', () => {})
+  req.end(JSON.stringify(call(1, 'ticks', {}, { progressToken: 'p' })))
+  await until(() => progressed >= 2, 5000, 'progress on the request\'s stream')
+  t.equal(seen.aborted, 0)
+  req.destroy()
+  await until(() => seen.aborted === 1, 5000, 'the tool to see its signal abort')
+  await until(() => app.mcpEvents.inFlight === 0, 5000, 'nothing in flight')
+  t.pass('cancelled mid-progress')
+})
+
+t.test('maxMessageSize applies to modern requests: 413 message_too_large', async t => {
+  const seen: Seen = { builds: 0, aborted: 0 }
+  const { base } = await startApp(t, { server: ctx => v2Server(seen, ctx), maxMessageSize: 1024 })
+  const headers = { 'mcp-method': 'tools/call', 'mcp-name': 'echo' }
+  const big = await post(base, call(1, 'echo', { text: 'x'.repeat(2000) }), headers)
+  t.equal(big.status, 413)
+  t.match(big.json, { error: { code: -32000, data: { type: 'message_too_large' } } })
+  t.equal(seen.builds, 0, 'no server built for it')
+  const small = await post(base, call(2, 'echo', { text: 'x'.repeat(100) }), headers)
+  t.equal(small.status, 200, 'under the limit it is served')
+})
+
+t.test('MRTR with a signed requestState across a Redis pair: the v2 client answers the elicitation, each round on another instance', async t => {
+  const keyPrefix = testPrefix()
+  const server = (ctx: McpSessionContext): McpServer => buildConformanceServerV2(ctx)
+  const a = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const b = await startInstance(t, { server, redis: { url: REDIS_URL, keyPrefix } })
+  const proxy = await startProxy(t, [a.base, b.base])
+  const client = new ClientV2({ name: 'mrtr', version: '1' }, { capabilities: { elicitation: { form: {} } }, versionNegotiation: { mode: 'auto' } })
+  const asked: string[] = []
+  client.setRequestHandler('elicitation/create', async request => {
+    asked.push(request.params.message)
+    return { action: 'accept', content: { ok: true } }
+  })
+  await client.connect(new StreamableV2(new URL(`${proxy.base}/mcp`)))
+  t.teardown(() => client.close())
+  t.equal(client.getProtocolEra(), 'modern')
+  const from = proxy.log.length
+  const result = await client.callTool({ name: 'test_input_required_result_request_state', arguments: {} })
+  t.equal(text(result), 'state-ok: confirmed=true, step=1', 'the retry verified the state the other instance sealed')
+  t.same(asked, ['Please confirm'], 'the client answered one elicitation')
+  const rounds = proxy.log.slice(from)
+  t.equal(rounds.length, 2, 'two rounds: input_required, then the retry')
+  t.not(rounds[0]?.upstream, rounds[1]?.upstream, 'each round on another instance')
+
+  // A state altered in transit is refused on the other instance, before the tool runs.
+  const caps = { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } }
+  const headers = { 'mcp-method': 'tools/call', 'mcp-name': 'test_input_required_result_tampered_state' }
+  const first = await post(a.base, call(1, 'test_input_required_result_tampered_state', {}, caps), headers)
+  const state = (first.json as { result: { requestState: string } }).result.requestState
+  t.type(state, 'string')
+  const tampered = state.slice(0, -2) + (state.endsWith('AA') ? 'BB' : 'AA')
+  const retry = (requestState: string): object => ({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'test_input_required_result_tampered_state', arguments: {}, inputResponses: { confirm: { action: 'accept', content: { ok: true } } }, requestState, _meta: { ...META, ...caps } } })
+  const refused = await post(b.base, retry(tampered), headers)
+  t.match(refused.json, { id: 2, error: { code: -32602 } }, 'a tampered requestState: -32602')
+  const accepted = await post(b.base, retry(state), headers)
+  t.match(accepted.json, { id: 2, result: { resultType: 'complete', content: [{ text: 'state-ok' }] } }, 'the intact one completes on the other instance')
 })
