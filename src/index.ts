@@ -187,6 +187,8 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     keepAliveInterval: options.keepAliveInterval,
     maxBufferedBytes: options.maxBufferedBytes,
     reuseServers: options.modern === false ? 0 : options.modern.reuseServers,
+    maxSessions: options.maxSessions,
+    sessions: () => store.size,
     changes: { publish: event => { store.publishChange(event) }, subscribe: listener => store.onChange(listener) },
     telemetry,
     log: fastify.log

@@ -193,3 +193,51 @@ t.test('kept servers: the oldest caller\'s servers are closed when a new caller 
   t.equal(census.closed, census.builds)
   t.same(census.twice, [])
 })
+
+/** A listen request's status and body, when it is refused (undefined once it streams). */
+function listenRefused (base: string): Promise<{ status: number, json: unknown } | { end: () => Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}/mcp`, {
+      method: 'POST',
+      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'subscriptions/listen' }
+    }, res => {
+      if (res.statusCode !== 200) {
+        let raw = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => { raw += c })
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, json: JSON.parse(raw) }) })
+        return
+      }
+      const ended = new Promise<void>(resolve => { res.on('close', () => { resolve() }) })
+      res.once('data', () => { resolve({ end: async () => { req.destroy(); await ended } }) })
+    })
+    req.on('error', reject)
+    req.end(JSON.stringify({ jsonrpc: '2.0', id: 'l', method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta: meta('a') } }))
+  })
+}
+
+t.test('listen streams count under maxSessions beside sessions: past it, 503 too_many_sessions', async t => {
+  const census = new Census()
+  const { app, base } = await startApp(t, { server: census.factory, maxSessions: 2 })
+  const first = await listenRefused(base)
+  t.ok('end' in first, 'a listen stream under the cap')
+  // An HTTP+SSE session takes the second place.
+  const sse = http.get(`${base}/sse`, { headers: { accept: 'text/event-stream' } })
+  sse.on('error', () => {})
+  await until(() => app.mcpSessions.size === 1, 5000, 'the HTTP+SSE session')
+  const refused = await listenRefused(base)
+  t.match(refused, { status: 503, json: { error: { code: -32000, data: { type: 'too_many_sessions' } } } }, 'one listen stream and one session: the cap of 2 is reached')
+  t.equal(app.mcpEvents.listening, 1)
+  sse.destroy()
+  await until(() => app.mcpSessions.size === 0, 5000, 'the session to end')
+  const second = await listenRefused(base)
+  t.ok('end' in second, 'room again once the session ended')
+  const third = await listenRefused(base)
+  t.match(third, { status: 503, json: { error: { data: { type: 'too_many_sessions' } } } }, 'two listen streams: the cap')
+  if ('end' in first) await first.end()
+  await until(() => app.mcpEvents.listening === 1, 5000, 'the first listen stream to be counted out')
+  const fourth = await listenRefused(base)
+  t.ok('end' in fourth, 'a listen stream that ended leaves its place')
+  if ('end' in second) await second.end()
+  if ('end' in fourth) await fourth.end()
+})

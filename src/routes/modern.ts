@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { toAuthInfo } from '../auth/types.js'
-import { FST_ERR_MCP_SSE_BAD_REQUEST } from '../errors.js'
+import { FST_ERR_MCP_SSE_BAD_REQUEST, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
 import { fetchRequest, type McpAuthInfo, type McpServerLike } from '../mcp.js'
 import type { McpSessionContext } from '../options.js'
 import type { ChangeEvent } from '../session/cluster.js'
@@ -57,6 +57,7 @@ export interface ModernSdk {
     bus: EventBus
     responseMode?: ResponseMode
     keepAliveMs?: number
+    maxSubscriptions?: number
     onerror?: (error: Error) => void
   }) => McpHandler
   McpServer: abstract new (...args: never[]) => object
@@ -82,6 +83,14 @@ export interface ModernOptions {
   maxBufferedBytes: number
   /** Keep servers between requests of one principal and client (at most this many idle per key); 0: a new server per request. */
   reuseServers: number
+  /**
+   * The one cap on what clients hold open on this instance: sessions and listen streams
+   * together (a listen stream is what a 2026-07-28 client keeps open, as a 2025 one keeps
+   * a session). A listen request past it answers 503 too_many_sessions.
+   */
+  maxSessions: number
+  /** Sessions (of either transport) open on this instance now. */
+  sessions: () => number
   /** Where change events come from (and go to: every instance). */
   changes: { publish: (event: ChangeEvent) => void, subscribe: (listener: (event: ChangeEvent) => void) => () => void }
   telemetry: Telemetry
@@ -198,6 +207,8 @@ export class ModernEndpoint {
       // requests answer JSON unless something precedes the result, as in 'auto'.
       ...(opts.mode === 'sse' ? { responseMode: 'sse' as const } : {}),
       keepAliveMs: opts.keepAliveInterval > 0 ? opts.keepAliveInterval : 2 ** 31 - 1,
+      // The plugin's cap (checked first) is the one that counts, not the SDK's default of 1024.
+      maxSubscriptions: opts.maxSessions,
       onerror: err => { opts.log.debug({ err }, 'fastify-mcp-sse: a modern request was refused or failed') }
     })
   }
@@ -225,6 +236,9 @@ export class ModernEndpoint {
     const auth = request.mcpAuth
     const web = fetchRequest(request.headers, request.url, 'POST', abort.signal)
     const listen = (request.body as { method?: unknown } | null)?.method === 'subscriptions/listen'
+    if (listen && this.#listening + this.#opts.sessions() >= this.#opts.maxSessions) {
+      throw new FST_ERR_MCP_SSE_TOO_MANY_SESSIONS(this.#opts.maxSessions)
+    }
     // A listen request's server only tells SDK v2 its capabilities, and the SDK closes it
     // there and then: it takes no kept server, and is not kept.
     const exchange: Exchange = { request, key: listen ? undefined : this.#keyOf(request), legacyServer: false }
