@@ -96,7 +96,7 @@ export class RedisEventStore implements McpEventStore {
       await this.#write(parsed.sessionId, [item])
     } catch (err) {
       this.#keep(parsed.sessionId, item)
-      throw err
+      throw err instanceof FST_ERR_MCP_SSE_REDIS_UNAVAILABLE ? err : new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE((err as Error).message)
     }
   }
 
