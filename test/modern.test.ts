@@ -202,6 +202,45 @@ t.test('a factory of SDK v1 servers (or modern: false): a dual-era client falls 
   }
 })
 
+t.test('a factory of SDK v1 servers: even a first modern request the SDK would refuse before the factory gets the fallback signal, not a modern error', async t => {
+  const cases: Array<[string, object, Record<string, string>]> = [
+    ['a header mismatch (-32020 from a modern server)', call(1, 'echo', { text: 'a' }), { 'mcp-method': 'tools/call', 'mcp-name': 'other' }],
+    ['an unsupported version (-32022)', { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { ...META, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } }, { 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' }],
+    ['a missing client capability (-32021)', call(1, 'ask', {}), { 'mcp-method': 'tools/call', 'mcp-name': 'ask' }]
+  ]
+  for (const [what, body, headers] of cases) {
+    let builds = 0
+    const { base } = await startApp(t, { server: () => { builds++; return buildExampleServer() } })
+    const first = await post(base, body, headers)
+    t.equal(first.status, 400, what)
+    t.match(first.json, { error: { code: -32600, data: { type: 'invalid_request' } } }, `${what}: the fallback signal`)
+    t.equal(builds, 1, 'one server built to learn the era (and closed)')
+    const again = await post(base, call(2, 'echo', { text: 'a' }), { 'mcp-method': 'tools/call', 'mcp-name': 'echo' })
+    t.match(again.json, { error: { code: -32600 } }, 'and every modern request after it')
+    t.equal(builds, 1, 'the era is known: no more servers built for modern requests')
+    const client = await modernClient(t, `${base}/mcp`)
+    t.equal(client.getProtocolEra(), 'legacy', 'a dual-era client falls back')
+  }
+  // An SDK v2 factory: the server built to learn the era serves the request, or is closed when the SDK refuses it first.
+  let builds = 0
+  let closes = 0
+  const counted = (ctx: McpSessionContext): McpServer => {
+    builds++
+    const s = v2Server({ builds: 0, aborted: 0 }, ctx)
+    const close = s.close.bind(s)
+    s.close = async () => { closes++; await close() }
+    return s
+  }
+  const { base } = await startApp(t, { server: counted })
+  const mismatch = await post(base, call(1, 'echo', { text: 'a' }), { 'mcp-method': 'tools/call', 'mcp-name': 'other' })
+  t.match(mismatch.json, { error: { code: -32020 } }, 'a modern server\'s own error')
+  t.equal(builds, 1)
+  await until(() => closes === 1, 5000, 'the unused server to be closed')
+  const ok = await post(base, call(2, 'echo', { text: 'b' }), { 'mcp-method': 'tools/call', 'mcp-name': 'echo' })
+  t.match(ok.json, { result: { content: [{ text: 'b' }] } })
+  t.equal(builds, 2, 'one server per request once the era is known')
+})
+
 t.test('auth, CORS and the Origin guard apply to modern requests as to every route', async t => {
   const auth = { provider: new ApiKeyAuthProvider({ keys: [{ key: 'k-a', principal: 'alice' }] }) }
   const { base } = await startApp(t, { server: ctx => v2Server({ builds: 0, aborted: 0 }, ctx), auth, allowedOrigins: ['https://app.example'] })

@@ -170,6 +170,8 @@ interface Exchange {
   legacyServer: boolean
   /** The server handed to SDK v2's entry for this request, until the plugin is done with it. */
   server?: object
+  /** A server built before SDK v2's entry saw the request (to learn the factory's era), for it to use. */
+  built?: object
 }
 
 /**
@@ -192,6 +194,8 @@ export class ModernEndpoint {
   readonly #hooked = new WeakSet<object>()
   /** Set once the factory gave an SDK v1 server: modern requests then fall back at once. */
   #legacyOnly = false
+  /** Set once the factory gave an SDK v2 server: the era of this endpoint is known. */
+  #modernKnown = false
   #inFlight = 0
   #listening = 0
   #closed = false
@@ -243,6 +247,10 @@ export class ModernEndpoint {
     // there and then: it takes no kept server, and is not kept.
     const exchange: Exchange = { request, key: listen ? undefined : this.#keyOf(request), legacyServer: false }
     this.#exchanges.set(web, exchange)
+    // Until the factory's era is known, build first: SDK v2's entry answers some requests
+    // (unsupported version, header mismatch, missing capability) before it calls the
+    // factory, with modern errors that would tell a dual-era client this server is modern.
+    if (!this.#modernKnown) await this.#learnEra(exchange)
     // Closing the response is cancelling the request (and ending a listen stream),
     // whether the answer has begun or not.
     const res = reply.raw
@@ -268,6 +276,8 @@ export class ModernEndpoint {
       // the request with after the factory ran) was closed by the SDK without its onclose.
       const server = exchange.server
       if (server !== undefined && protocolOf(server).transport === undefined) this.#release(server, false)
+      // Built to learn the era, and not used: the SDK refused the request before the factory.
+      if (exchange.built !== undefined) closeServer(exchange.built)
       res.off('close', onClose)
       this.#inFlight--
       if (listen) this.#listening--
@@ -303,9 +313,21 @@ export class ModernEndpoint {
   async #build (ctx: HandlerFactoryContext): Promise<object> {
     const exchange = ctx.requestInfo === undefined ? undefined : this.#exchanges.get(ctx.requestInfo)
     if (exchange === undefined) throw new Error('fastify-mcp-sse: a modern request without its exchange')
+    const built = exchange.built
+    if (built !== undefined) {
+      exchange.built = undefined
+      return this.#lend(built, exchange)
+    }
     const { key } = exchange
     const kept = key === undefined ? undefined : this.#pool?.take(key)
     if (kept !== undefined) return this.#lend(kept, exchange)
+    const server = await this.#newServer(exchange)
+    if (server === undefined) throw new Error('an SDK v1 server cannot serve 2026-07-28')
+    return this.#lend(server, exchange)
+  }
+
+  /** A server from the user's factory; undefined (and the endpoint legacy-only) when it is of SDK v1. */
+  async #newServer (exchange: Exchange): Promise<object | undefined> {
     const request = exchange.request
     const server = await this.#opts.server({ sessionId: randomUUID(), era: 'modern', request, auth: request.mcpAuth ?? undefined })
     const sdk = this.#sdk as ModernSdk
@@ -315,9 +337,27 @@ export class ModernEndpoint {
       exchange.legacyServer = true
       this.#opts.log.info('fastify-mcp-sse: the server factory gives SDK v1 servers; 2026-07-28 requests are answered so clients fall back to initialize')
       await server.close().catch(() => {})
-      throw new Error('an SDK v1 server cannot serve 2026-07-28')
+      return undefined
     }
-    return this.#lend(server, exchange)
+    this.#modernKnown = true
+    return server
+  }
+
+  /**
+   * Learns the factory's era from a server built for this request (which the SDK's entry
+   * then uses): one of SDK v1 means every modern request falls back, this one included,
+   * whatever the SDK would have answered it. A factory that throws decides nothing here
+   * (the SDK's entry calls it again, and answers its failure).
+   */
+  async #learnEra (exchange: Exchange): Promise<void> {
+    let server: object | undefined
+    try {
+      server = await this.#newServer(exchange)
+    } catch {
+      return
+    }
+    if (server === undefined) this.#fallBack()
+    exchange.built = server
   }
 
   /**
