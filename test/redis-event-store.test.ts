@@ -251,3 +251,18 @@ t.test('a replay whose stream has a hole in the middle is refused', async t => {
   t.same(ids(await store.after(`${sid}.1.2`)), undefined, 'event 3 is missing')
   t.same(ids(await store.after(`${sid}.1.3`)), [`${sid}.1.4`], 'after it, exact')
 })
+
+t.test('an append that Redis refuses on a ready connection is kept too, the session\'s later ones behind it, at most maxEvents of them; dropSession forgets them', async t => {
+  const { keyPrefix, sid, key } = scope(t)
+  const store = new RedisEventStore({ client: await client(t), keyPrefix, maxEvents: 2 })
+  await admin.set(key(), 'not a stream')
+  await t.rejects(store.append(`${sid}.1`, event(`${sid}.1.1`)), { code: 'FST_ERR_MCP_SSE_REDIS_UNAVAILABLE', message: /WRONGTYPE/ })
+  for (const n of [2, 3]) {
+    await t.rejects(store.append(`${sid}.1`, event(`${sid}.1.${n}`)), { code: 'FST_ERR_MCP_SSE_REDIS_UNAVAILABLE' }, `append ${n} waits behind event 1: kept, not written`)
+  }
+  await admin.del(key())
+  t.same(ids(await store.after(`${sid}.1.1`)), [`${sid}.1.2`, `${sid}.1.3`], 'replayed from the instance that kept them')
+  t.equal(await store.after(`${sid}.1.0`), undefined, 'event 1 went past maxEvents: refused, not skipped')
+  await store.dropSession(sid)
+  t.same(await store.after(`${sid}.1.1`), { streamId: `${sid}.1`, events: [] }, 'a dropped session keeps nothing')
+})

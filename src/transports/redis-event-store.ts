@@ -87,9 +87,11 @@ export class RedisEventStore implements McpEventStore {
       this.#requireReady()
     }
     if (this.#unsaved.has(parsed.sessionId)) {
-      // Behind the session's earlier events that wait for Redis.
+      // Behind the session's earlier events that wait for Redis; it fails like them
+      // while it is not written (it stays kept, and goes with them).
       this.#keep(parsed.sessionId, item)
-      void this.#flush()
+      await this.#flush()
+      if (this.#unsaved.get(parsed.sessionId)?.includes(item) === true) throw new FST_ERR_MCP_SSE_REDIS_UNAVAILABLE('the event waits, kept, behind earlier ones')
       return
     }
     try {
