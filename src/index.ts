@@ -9,7 +9,7 @@ import { rateLimits } from './rate-limit.js'
 import type { RouteContext } from './routes/context.js'
 import { messagesRoute } from './routes/messages.js'
 import { resourceMetadataRoutes } from './routes/metadata.js'
-import { mcpRoute } from './routes/mcp.js'
+import { mcpRoute, SUPPORTED_PROTOCOL_VERSIONS } from './routes/mcp.js'
 import { loadModernSdk, ModernEndpoint } from './routes/modern.js'
 import { sseRoute, sseStreamHandler } from './routes/sse.js'
 import { setupScope } from './scope.js'
@@ -189,6 +189,7 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
     reuseServers: options.modern === false ? 0 : options.modern.reuseServers,
     maxSessions: options.maxSessions,
     sessions: () => store.size,
+    legacyVersions: [...SUPPORTED_PROTOCOL_VERSIONS].reverse(),
     changes: { publish: event => { store.publishChange(event) }, subscribe: listener => store.onChange(listener) },
     telemetry,
     log: fastify.log

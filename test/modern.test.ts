@@ -189,6 +189,24 @@ t.test('the errors of the revision, with status 400; GET and DELETE are 405; Mcp
   }
 })
 
+t.test('the versions this URL supports, as -32022 and server/discover list them: 2026-07-28 and the 2025 revisions served through initialize', async t => {
+  const all = [MODERN, '2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05']
+  for (const responseMode of ['auto', 'sse'] as const) {
+    const { base } = await startApp(t, { server: ctx => v2Server({ builds: 0, aborted: 0 }, ctx), responseMode })
+    const unsupported = await post(base, { jsonrpc: '2.0', id: 4, method: 'tools/list', params: { _meta: { ...META, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } }, { 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' })
+    t.equal(unsupported.status, 400)
+    t.same((unsupported.json as { error: { data: unknown } }).error.data, { supported: all, requested: '2099-01-01' }, `${responseMode}: -32022 lists every version served here`)
+    const discover = await post(base, { jsonrpc: '2.0', id: 5, method: 'server/discover', params: { _meta: META } }, { 'mcp-method': 'server/discover' })
+    t.equal(discover.status, 200)
+    const result = messagesOf(discover).find(m => m.result !== undefined)?.result as { supportedVersions: string[], capabilities: object }
+    t.same(result.supportedVersions, all, `${responseMode}: server/discover lists the same (every -32022 entry is one discover lists)`)
+    t.ok(result.capabilities, 'the rest of the discover result is intact')
+  }
+  const client = await modernClient(t, `${(await startApp(t, { server: ctx => v2Server({ builds: 0, aborted: 0 }, ctx) })).base}/mcp`)
+  t.equal(client.getProtocolEra(), 'modern', 'the v2 client in auto mode still picks 2026-07-28')
+  t.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'still modern' } })), 'still modern')
+})
+
 t.test('a factory of SDK v1 servers (or modern: false): a dual-era client falls back to initialize and a 2025 session', async t => {
   for (const opts of [{ server: () => buildExampleServer() }, { server: (ctx: McpSessionContext) => v2Server({ builds: 0, aborted: 0 }, ctx), modern: false as const }]) {
     const { app, base } = await startApp(t, opts)

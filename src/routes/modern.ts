@@ -91,6 +91,12 @@ export interface ModernOptions {
   maxSessions: number
   /** Sessions (of either transport) open on this instance now. */
   sessions: () => number
+  /**
+   * The earlier revisions the same URL serves (through `initialize`), newest first: the
+   * versions this server supports, as `server/discover` and -32022 list them, are the
+   * SDK's modern ones and these.
+   */
+  legacyVersions: readonly string[]
   /** Where change events come from (and go to: every instance). */
   changes: { publish: (event: ChangeEvent) => void, subscribe: (listener: (event: ChangeEvent) => void) => () => void }
   telemetry: Telemetry
@@ -261,7 +267,7 @@ export class ModernEndpoint {
     try {
       // One operation per request: timed and traced until its answer is written.
       await this.#opts.telemetry.modern(request.body, request.headers, async () => {
-        const response = await handler.fetch(web, { parsedBody: request.body, ...(auth === null ? {} : { authInfo: toAuthInfo(auth) }) })
+        const response = await this.#withLegacyVersions(await handler.fetch(web, { parsedBody: request.body, ...(auth === null ? {} : { authInfo: toAuthInfo(auth) }) }), request.body)
         if (exchange.legacyServer) {
           await response.body?.cancel()
           this.#fallBack()
@@ -395,6 +401,39 @@ export class ModernEndpoint {
     if (!served) return
     if (exchange.key !== undefined && this.#pool !== undefined && !this.#closed) this.#pool.give(exchange.key, server)
     else closeServer(server)
+  }
+
+  /**
+   * SDK v2 lists only the modern revisions it serves, in `server/discover` and in
+   * -32022 (UnsupportedProtocolVersionError); this URL serves the 2025 ones too, and the
+   * versioning page has a server list every version it supports. Both answers are small
+   * and whole (no progress precedes them): read, amended, passed on.
+   */
+  async #withLegacyVersions (response: Response, body: unknown): Promise<Response> {
+    const legacy = this.#opts.legacyVersions
+    const discover = (body as { method?: unknown } | null)?.method === 'server/discover'
+    if (legacy.length === 0 || (!discover && response.status !== 400)) return response
+    const type = response.headers.get('content-type') ?? ''
+    const sse = type.startsWith('text/event-stream')
+    if (!type.startsWith('application/json') && !(sse && discover)) return response
+    const add = (list: unknown[]): unknown[] => [...list, ...legacy.filter(v => !list.includes(v))]
+    const amend = (json: string): string => {
+      let message: { result?: { supportedVersions?: unknown }, error?: { code?: unknown, data?: { supported?: unknown } } }
+      try {
+        message = JSON.parse(json)
+      } catch {
+        return json
+      }
+      if (discover && Array.isArray(message.result?.supportedVersions)) message.result.supportedVersions = add(message.result.supportedVersions)
+      else if (message.error?.code === -32022 && Array.isArray(message.error.data?.supported)) message.error.data.supported = add(message.error.data.supported)
+      else return json
+      return JSON.stringify(message)
+    }
+    const text = await response.text()
+    const amended = sse ? text.replace(/^data: ?(.*)$/gm, (_line, json: string) => `data: ${amend(json)}`) : amend(text)
+    const headers = new Headers(response.headers)
+    headers.delete('content-length')
+    return new Response(amended, { status: response.status, statusText: response.statusText, headers })
   }
 
   /** Writes SDK v2's answer to the client: status, headers (with the route's own), body as it comes. */
