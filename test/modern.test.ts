@@ -257,6 +257,14 @@ t.test('a factory of SDK v1 servers: even a first modern request the SDK would r
   const ok = await post(base, call(2, 'echo', { text: 'b' }), { 'mcp-method': 'tools/call', 'mcp-name': 'echo' })
   t.match(ok.json, { result: { content: [{ text: 'b' }] } })
   t.equal(builds, 2, 'one server per request once the era is known')
+
+  // A factory that throws before its era is known: 500, the factory run once.
+  let throws = 0
+  const failing = await startApp(t, { server: () => { throws++; throw new Error('no server today') } })
+  const failed = await post(failing.base, call(1, 'echo', { text: 'a' }), { 'mcp-method': 'tools/call', 'mcp-name': 'echo' })
+  t.equal(failed.status, 500)
+  t.match(failed.json, { id: 1, error: { code: -32603, data: { type: 'message_handler_error' } } })
+  t.equal(throws, 1, 'the factory was not run a second time for the same request')
 })
 
 t.test('auth, CORS and the Origin guard apply to modern requests as to every route', async t => {

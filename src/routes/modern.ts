@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { toAuthInfo } from '../auth/types.js'
-import { FST_ERR_MCP_SSE_BAD_REQUEST, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
+import { FST_ERR_MCP_SSE_BAD_REQUEST, FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP_SSE_TOO_MANY_SESSIONS } from '../errors.js'
 import { fetchRequest, type McpAuthInfo, type McpServerLike } from '../mcp.js'
 import type { McpSessionContext } from '../options.js'
 import type { ChangeEvent } from '../session/cluster.js'
@@ -352,15 +352,16 @@ export class ModernEndpoint {
   /**
    * Learns the factory's era from a server built for this request (which the SDK's entry
    * then uses): one of SDK v1 means every modern request falls back, this one included,
-   * whatever the SDK would have answered it. A factory that throws decides nothing here
-   * (the SDK's entry calls it again, and answers its failure).
+   * whatever the SDK would have answered it. A factory that throws decides nothing: 500,
+   * as for a session whose factory throws.
    */
   async #learnEra (exchange: Exchange): Promise<void> {
     let server: object | undefined
     try {
       server = await this.#newServer(exchange)
-    } catch {
-      return
+    } catch (err) {
+      exchange.request.log.error({ err }, 'fastify-mcp-sse: the server factory threw')
+      throw new FST_ERR_MCP_SSE_HANDLER_ERROR()
     }
     if (server === undefined) this.#fallBack()
     exchange.built = server
