@@ -61,7 +61,10 @@ export async function startProxy (t: Teardown, upstreams: string[]): Promise<Pro
     res.on('close', () => upstream.destroy())
     req.pipe(upstream)
   })
-  server.keepAliveTimeout = 1000
+  // Longer than a client's own idle timeout (undici keeps sockets 4 s), so that the client
+  // always drops an idle socket first: a proxy that closes it as the client reuses it fails
+  // that request ("fetch failed"). Teardown closes every connection anyway.
+  server.keepAliveTimeout = 30_000
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const close = async (): Promise<void> => {
     server.closeAllConnections()
