@@ -6,6 +6,7 @@ import { FST_ERR_MCP_SSE_BAD_REQUEST, FST_ERR_MCP_SSE_HANDLER_ERROR, FST_ERR_MCP
 import { fetchRequest, type McpAuthInfo, type McpServerLike } from '../mcp.js'
 import type { McpSessionContext } from '../options.js'
 import type { ChangeEvent } from '../session/cluster.js'
+import { ServerPool } from '../server-pool.js'
 import type { ResponseMode } from '../transports/streamable.js'
 import type { Telemetry } from '../telemetry.js'
 
@@ -103,9 +104,6 @@ export interface ModernOptions {
   log: FastifyBaseLogger
 }
 
-/** Most keys (principal and client) whose idle servers are kept; the oldest key goes first. */
-const MAX_POOL_KEYS = 1000
-
 /** Closes a server the plugin is done with (the user's close() runs; failures are the server's). */
 function closeServer (server: object): void {
   void (server as McpServerLike).close().catch(() => {})
@@ -114,58 +112,6 @@ function closeServer (server: object): void {
 /** A v2 server's protocol half: what notices an exchange ending, and whether one is in progress. */
 function protocolOf (server: object): Closing & { transport?: unknown } {
   return ((server as { server?: Closing }).server ?? server) as Closing & { transport?: unknown }
-}
-
-/**
- * Servers kept between modern requests, by principal and client identity, so the
- * factory's work is not redone for every request. A server serves one request at a time
- * (it is out of the pool while it does) and only requests of the principal and client it
- * was first built for: nothing of one caller's request ever meets another's. A server the
- * pool lets go of (its key the oldest when a new key comes, or its key's idle list full)
- * is closed.
- */
-class ServerPool {
-  readonly #idle = new Map<string, object[]>()
-  readonly #max: number
-
-  constructor (max: number) {
-    this.#max = max
-  }
-
-  take (key: string): object | undefined {
-    const idle = this.#idle.get(key)
-    const server = idle?.pop()
-    if (idle !== undefined && idle.length === 0) this.#idle.delete(key)
-    return server
-  }
-
-  give (key: string, server: object): void {
-    let idle = this.#idle.get(key)
-    if (idle === undefined) {
-      if (this.#idle.size >= MAX_POOL_KEYS) {
-        const oldest = this.#idle.keys().next().value as string
-        for (const evicted of this.#idle.get(oldest) ?? []) closeServer(evicted)
-        this.#idle.delete(oldest)
-      }
-      idle = []
-      this.#idle.set(key, idle)
-    }
-    if (idle.length < this.#max) idle.push(server)
-    else closeServer(server)
-  }
-
-  get size (): number {
-    let n = 0
-    for (const idle of this.#idle.values()) n += idle.length
-    return n
-  }
-
-  /** Empties the pool; resolves with the servers that were in it. */
-  drain (): object[] {
-    const all = [...this.#idle.values()].flat()
-    this.#idle.clear()
-    return all
-  }
 }
 
 /** Per request: what the factory needs of the Fastify request, and what it learned. */
@@ -192,7 +138,8 @@ export class ModernEndpoint {
   readonly #opts: ModernOptions
   readonly #sdk: ModernSdk | undefined
   readonly #handler: McpHandler | undefined
-  readonly #pool: ServerPool | undefined
+  /** Servers kept between requests of one principal and client (see ServerPool). */
+  readonly #pool: ServerPool<object> | undefined
   readonly #exchanges = new WeakMap<Request, Exchange>()
   /** Each server lent to an exchange, and that exchange (until the plugin is done with the server). */
   readonly #leases = new WeakMap<object, Exchange>()
@@ -209,7 +156,7 @@ export class ModernEndpoint {
   constructor (sdk: ModernSdk | undefined, opts: ModernOptions) {
     this.#opts = opts
     this.#sdk = sdk
-    this.#pool = opts.reuseServers > 0 ? new ServerPool(opts.reuseServers) : undefined
+    this.#pool = opts.reuseServers > 0 ? new ServerPool<object>(opts.reuseServers, closeServer) : undefined
     this.#handler = sdk?.createMcpHandler(ctx => this.#build(ctx), {
       legacy: 'reject',
       bus: opts.changes,
@@ -294,7 +241,7 @@ export class ModernEndpoint {
   async close (): Promise<void> {
     this.#closed = true
     await this.#handler?.close()
-    const kept = this.#pool?.drain() ?? []
+    const kept = this.#pool?.close() ?? []
     await Promise.all(kept.map(async server => { await (server as McpServerLike).close().catch(() => {}) }))
   }
 
