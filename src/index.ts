@@ -165,6 +165,8 @@ async function fastifyMcpSse (fastify: FastifyInstance, opts: McpSseOptions & { 
   const store: SessionStore = new SessionStore({
     server: options.server,
     maxSessions: options.maxSessions,
+    // Listen streams share the cap with sessions (the modern endpoint checks the other way).
+    othersUnderCap: () => modern.listening,
     maxBufferedBytes: options.maxBufferedBytes,
     cluster: options.redis === undefined ? new LocalCluster(fastify.log) : new RedisCluster(options.redis, fastify.log),
     telemetry

@@ -241,3 +241,22 @@ t.test('listen streams count under maxSessions beside sessions: past it, 503 too
   if ('end' in second) await second.end()
   if ('end' in fourth) await fourth.end()
 })
+
+t.test('sessions count listen streams too: with the cap taken by listen streams, initialize and GET /sse answer 503 too_many_sessions', async t => {
+  const census = new Census()
+  const { app, base } = await startApp(t, { server: census.factory, maxSessions: 2 })
+  const streams = [await listenRefused(base), await listenRefused(base)]
+  t.ok(streams.every(s => 'end' in s), 'two listen streams take both places')
+  const init = await post(base, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'c', version: '1' } } }, { 'mcp-protocol-version': '2025-11-25' })
+  t.equal(init.status, 503, 'initialize is refused')
+  t.match(JSON.parse(init.text), { error: { code: -32000, data: { type: 'too_many_sessions' } } })
+  const sse = await new Promise<number>(resolve => {
+    http.get(`${base}/sse`, { headers: { accept: 'text/event-stream' } }, res => { res.resume(); resolve(res.statusCode ?? 0) })
+  })
+  t.equal(sse, 503, 'an HTTP+SSE stream is refused')
+  t.equal(app.mcpSessions.size, 0, 'no session opened')
+  for (const s of streams) if ('end' in s) await s.end()
+  await until(() => app.mcpEvents.listening === 0, 5000, 'the listen streams to be counted out')
+  const again = await post(base, { jsonrpc: '2.0', id: 2, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'c', version: '1' } } }, { 'mcp-protocol-version': '2025-11-25' })
+  t.equal(again.status, 200, 'room again once they ended')
+})

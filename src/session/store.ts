@@ -17,6 +17,8 @@ export interface SessionStoreOptions {
   /** Factory of one session's MCP server. */
   server: (context: McpSessionContext) => McpServerLike | Promise<McpServerLike>
   maxSessions: number
+  /** Places under `maxSessions` held by what is not a session (2026-07-28 listen streams). */
+  othersUnderCap?: () => number
   maxBufferedBytes: number
   cluster: SessionCluster
   /** Metrics and traces of every session's traffic. */
@@ -145,7 +147,7 @@ export class SessionStore implements McpSessionStore, ClusterHost {
    * `maxSessions` while it runs. 503 past the cap; 500 when the factory throws.
    */
   async createServer (sessionId: string, request: FastifyRequest): Promise<McpServerLike> {
-    if (this.#sessions.size + this.#pending >= this.#opts.maxSessions) {
+    if (this.#sessions.size + this.#pending + (this.#opts.othersUnderCap?.() ?? 0) >= this.#opts.maxSessions) {
       throw new FST_ERR_MCP_SSE_TOO_MANY_SESSIONS(this.#opts.maxSessions)
     }
     this.#pending++
