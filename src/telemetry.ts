@@ -241,16 +241,17 @@ export class Telemetry {
   }
 
   /**
-   * What a 2026-07-28 answer says, read from a copy of its body as it is written: its
-   * HTTP status when >= 400, else the JSON-RPC error code or `tool_error` of the response
-   * to `message` (JSON or the last event of a stream), '' for a result. Resolves
-   * `cancelled` if `closed` aborts first. Reads nothing when telemetry is off.
+   * What a 2026-07-28 answer says: its HTTP status when >= 400; else a reader that the
+   * route feeds the body to as it writes it (no second copy of the body is made), whose
+   * `outcome` is the JSON-RPC error code or `tool_error` of the response to `message`, ''
+   * for a result, `cancelled` if the client left first. Nothing is read when telemetry is
+   * off.
    */
-  async answered (message: unknown, response: Response, closed: AbortSignal): Promise<string> {
+  answer (message: unknown, response: Response): string | AnswerReader {
     if (response.status >= 400) return String(response.status)
     if ((this.registry === undefined && this.#tracer === undefined) || response.body === null) return ''
     const id = requestId((typeof message === 'object' && message !== null ? message : {}) as JsonRpcMessage)
-    return await readAnswer(response.clone(), id, closed)
+    return new AnswerReader(id, (response.headers.get('content-type') ?? '').includes('text/event-stream'))
   }
 
   sessionOpened (transport: 'sse' | 'streamable'): void {
@@ -383,51 +384,56 @@ export class Telemetry {
 const MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 /**
- * Reads a copy of a 2026-07-28 answer for its outcome: a JSON body whole, a stream event by
- * event (keeping only the unfinished one), until the response to `id` or the end.
+ * Reads a 2026-07-28 answer for its outcome as its bytes go out: a JSON body whole, a
+ * stream event by event (keeping only the unfinished one), until the response to `id`.
  */
-async function readAnswer (copy: Response, id: string | number | undefined, closed: AbortSignal): Promise<string> {
-  const reader = (copy.body as ReadableStream<Uint8Array>).getReader()
-  const onClosed = (): void => { reader.cancel().catch(() => {}) }
-  closed.addEventListener('abort', onClosed, { once: true })
-  const sse = (copy.headers.get('content-type') ?? '').includes('text/event-stream')
-  const decoder = new TextDecoder()
-  let text = ''
-  let outcome: string | undefined
-  const look = (data: string): void => {
+export class AnswerReader {
+  readonly #id: string | number | undefined
+  readonly #sse: boolean
+  readonly #decoder = new TextDecoder()
+  #text = ''
+  #outcome: string | undefined
+  #tooLarge = false
+
+  constructor (id: string | number | undefined, sse: boolean) {
+    this.#id = id
+    this.#sse = sse
+  }
+
+  /** A chunk of the body, as written to the client. */
+  feed (chunk: Uint8Array): void {
+    if (this.#outcome !== undefined || this.#tooLarge) return
+    this.#text += this.#decoder.decode(chunk, { stream: true })
+    if (this.#sse) {
+      let end: number
+      while (this.#outcome === undefined && (end = this.#text.search(/\r?\n\r?\n/)) !== -1) {
+        const event = this.#text.slice(0, end)
+        this.#text = this.#text.slice(end).replace(/^\r?\n\r?\n/, '')
+        const data = event.split(/\r?\n/).filter(l => l.startsWith('data:')).map(l => l.slice(5).replace(/^ /, '')).join('\n')
+        if (data !== '') this.#look(data)
+      }
+    }
+    if (this.#text.length > MAX_ANSWER_BYTES) {
+      this.#tooLarge = true
+      this.#text = ''
+    }
+  }
+
+  /** The outcome once the body is written (or the client left: `cancelled`). */
+  outcome (clientLeft: boolean): string {
+    if (this.#outcome !== undefined) return this.#outcome
+    if (clientLeft) return 'cancelled'
+    if (!this.#sse && !this.#tooLarge) this.#look(this.#text)
+    return this.#outcome ?? ''
+  }
+
+  #look (data: string): void {
     let parsed: unknown
     try { parsed = JSON.parse(data) } catch { return }
     for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
       const msg = m as JsonRpcMessage
       if (typeof msg !== 'object' || msg === null || typeof msg.method === 'string') continue
-      if (id === undefined || msg.id === id) outcome = errorTypeOf(msg)
+      if (this.#id === undefined || msg.id === this.#id) this.#outcome = errorTypeOf(msg)
     }
-  }
-  try {
-    while (outcome === undefined) {
-      const { done, value } = await reader.read()
-      if (done) break
-      text += decoder.decode(value, { stream: true })
-      if (!sse) {
-        if (text.length > MAX_ANSWER_BYTES) return ''
-        continue
-      }
-      let end: number
-      while ((end = text.search(/\r?\n\r?\n/)) !== -1) {
-        const event = text.slice(0, end)
-        text = text.slice(end).replace(/^\r?\n\r?\n/, '')
-        const data = event.split(/\r?\n/).filter(l => l.startsWith('data:')).map(l => l.slice(5).replace(/^ /, '')).join('\n')
-        if (data !== '') look(data)
-      }
-      if (text.length > MAX_ANSWER_BYTES) return ''
-    }
-    if (closed.aborted) return 'cancelled'
-    if (!sse && outcome === undefined) look(text)
-    return outcome ?? ''
-  } catch {
-    return closed.aborted ? 'cancelled' : ''
-  } finally {
-    closed.removeEventListener('abort', onClosed)
-    reader.cancel().catch(() => {})
   }
 }

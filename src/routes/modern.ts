@@ -8,7 +8,7 @@ import type { McpSessionContext } from '../options.js'
 import type { ChangeEvent } from '../session/cluster.js'
 import { ServerPool } from '../server-pool.js'
 import type { ResponseMode } from '../transports/streamable.js'
-import type { Telemetry } from '../telemetry.js'
+import type { AnswerReader, Telemetry } from '../telemetry.js'
 
 /** The first revision whose requests carry their version in `_meta`, with no session. */
 export const MODERN_FROM = '2026-07-28'
@@ -219,10 +219,11 @@ export class ModernEndpoint {
           await response.body?.cancel()
           this.#fallBack()
         }
-        // Its outcome (a JSON-RPC error inside a 200, a tool's isError) is read off a copy as it is written.
-        const outcome = this.#opts.telemetry.answered(request.body, response, abort.signal)
-        await this.#write(response, reply, abort)
-        return await outcome
+        // Its outcome (a JSON-RPC error inside a 200, a tool's isError) is read as it is written.
+        const answer = this.#opts.telemetry.answer(request.body, response)
+        const reader = typeof answer === 'string' ? undefined : answer
+        await this.#write(response, reply, abort, reader)
+        return reader === undefined ? answer as string : reader.outcome(abort.signal.aborted)
       }, outcome => outcome, abort.signal)
     } finally {
       // A server that never served the exchange (a listen request's, or one the SDK refused
@@ -385,7 +386,7 @@ export class ModernEndpoint {
   }
 
   /** Writes SDK v2's answer to the client: status, headers (with the route's own), body as it comes. */
-  async #write (response: Response, reply: FastifyReply, abort: AbortController): Promise<void> {
+  async #write (response: Response, reply: FastifyReply, abort: AbortController, answer: AnswerReader | undefined): Promise<void> {
     const res = reply.raw
     reply.hijack()
     // The SDK's headers, then the route's (CORS and the like: the plugin's own settings win).
@@ -415,6 +416,7 @@ export class ModernEndpoint {
         if (done) break
         if (res.destroyed) break
         res.write(value)
+        answer?.feed(value)
         if (res.writableLength > this.#opts.maxBufferedBytes) {
           // A client that stopped reading: cut off, which cancels what it asked for.
           res.destroy()
