@@ -30,6 +30,49 @@ export interface ScaleSample {
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
+/** What a scale run measured before it closed its sessions. */
+export interface OpenedSessions {
+  requested: number
+  opened: number
+  failed: number
+  firstError: string | undefined
+  concurrency: number
+  openMs: number
+  base: MemReport
+  open: MemReport
+}
+
+/**
+ * The rest of a scale sample, for either transport: once `close` has ended every session,
+ * how long until the server counts none (polled every 250 ms, 30 s at most), then the
+ * memory per session and what stays after close.
+ */
+export async function closeAndMeasure (server: ServerHandle, o: OpenedSessions, close: () => Promise<void>): Promise<ScaleSample> {
+  const t1 = performance.now()
+  await close()
+  let closeMs = NaN
+  for (let waited = 0; waited < 30_000; waited += 250) {
+    if ((await server.mem()).sessions === 0) {
+      closeMs = performance.now() - t1
+      break
+    }
+    await sleep(250)
+  }
+  await sleep(500)
+  const afterClose = await server.mem()
+  const perSession = o.open.sessions > 0 ? o.open.sessions : o.opened
+  return {
+    ...o,
+    serverSessions: o.open.sessions,
+    closeMs,
+    afterClose,
+    rssPerSession: perSession > 0 ? (o.open.rss - o.base.rss) / perSession : NaN,
+    heapPerSession: perSession > 0 ? (o.open.heapUsed - o.base.heapUsed) / perSession : NaN,
+    rssRetained: afterClose.rss - o.base.rss,
+    heapRetained: afterClose.heapUsed - o.base.heapUsed
+  }
+}
+
 export async function scaleRun (server: ServerHandle, n: number, concurrency: number): Promise<ScaleSample> {
   const base = await server.mem()
   const conns: SseConnection[] = []
@@ -48,38 +91,10 @@ export async function scaleRun (server: ServerHandle, n: number, concurrency: nu
     const openMs = performance.now() - t0
     const opened = conns.length
     const open = await server.mem()
-
-    const t1 = performance.now()
-    for (const c of conns) c.close()
-    conns.length = 0
-    let closeMs = NaN
-    for (let waited = 0; waited < 30_000; waited += 250) {
-      await sleep(250)
-      if ((await server.mem()).sessions === 0) {
-        closeMs = performance.now() - t1
-        break
-      }
-    }
-    await sleep(500)
-    const afterClose = await server.mem()
-    const perSession = open.sessions > 0 ? open.sessions : opened
-    return {
-      requested: n,
-      opened,
-      serverSessions: open.sessions,
-      failed,
-      firstError,
-      concurrency,
-      openMs,
-      closeMs,
-      base,
-      open,
-      afterClose,
-      rssPerSession: perSession > 0 ? (open.rss - base.rss) / perSession : NaN,
-      heapPerSession: perSession > 0 ? (open.heapUsed - base.heapUsed) / perSession : NaN,
-      rssRetained: afterClose.rss - base.rss,
-      heapRetained: afterClose.heapUsed - base.heapUsed
-    }
+    return await closeAndMeasure(server, { requested: n, opened, failed, firstError, concurrency, openMs, base, open }, async () => {
+      for (const c of conns) c.close()
+      conns.length = 0
+    })
   } finally {
     for (const c of conns) c.close()
   }

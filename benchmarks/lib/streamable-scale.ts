@@ -3,12 +3,10 @@
 // stream open; what each costs in the server's memory, how long initializing them takes,
 // and what comes back once every one is ended with DELETE. The HTTP+SSE counterpart is
 // scale.ts (where a session is an open stream).
-import type { ScaleSample } from './scale.js'
+import { closeAndMeasure, type ScaleSample } from './scale.js'
 import type { ServerHandle } from './servers.js'
 import { pool } from './sse.js'
 import { deleteSession, initializeSession, type StreamableSession } from './streamable.js'
-
-const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 export async function streamableScaleRun (server: ServerHandle, n: number, concurrency: number): Promise<ScaleSample> {
   const base = await server.mem()
@@ -28,38 +26,10 @@ export async function streamableScaleRun (server: ServerHandle, n: number, concu
     const openMs = performance.now() - t0
     const opened = sessions.length
     const open = await server.mem()
-
-    const t1 = performance.now()
-    const all = sessions.splice(0)
-    await pool(all.length, concurrency, async i => { await deleteSession(server.port, all[i]!) })
-    let closeMs = NaN
-    for (let waited = 0; waited < 30_000; waited += 250) {
-      if ((await server.mem()).sessions === 0) {
-        closeMs = performance.now() - t1
-        break
-      }
-      await sleep(250)
-    }
-    await sleep(500)
-    const afterClose = await server.mem()
-    const perSession = open.sessions > 0 ? open.sessions : opened
-    return {
-      requested: n,
-      opened,
-      serverSessions: open.sessions,
-      failed,
-      firstError,
-      concurrency,
-      openMs,
-      closeMs,
-      base,
-      open,
-      afterClose,
-      rssPerSession: perSession > 0 ? (open.rss - base.rss) / perSession : NaN,
-      heapPerSession: perSession > 0 ? (open.heapUsed - base.heapUsed) / perSession : NaN,
-      rssRetained: afterClose.rss - base.rss,
-      heapRetained: afterClose.heapUsed - base.heapUsed
-    }
+    return await closeAndMeasure(server, { requested: n, opened, failed, firstError, concurrency, openMs, base, open }, async () => {
+      const all = sessions.splice(0)
+      await pool(all.length, concurrency, async i => { await deleteSession(server.port, all[i]!) })
+    })
   } finally {
     // Whatever is left (a failure half-way) is ended too, so the next server starts clean.
     await pool(sessions.length, concurrency, async i => { await deleteSession(server.port, sessions[i]!) }).catch(() => {})
