@@ -163,6 +163,14 @@ function sleepyServer (): McpServer {
   return s
 }
 
+/** The SDK client of one line over Streamable HTTP, closed when the test ends. */
+async function connectLine (t: Test, line: 'v1' | 'v2', url: URL): Promise<Client | ClientV2> {
+  const client = line === 'v1' ? new Client({ name: 'c1', version: '1' }) : new ClientV2({ name: 'c2', version: '1' })
+  await client.connect(line === 'v1' ? new StreamableHTTPClientTransport(url) : new StreamableV2(url))
+  t.teardown(() => client.close())
+  return client
+}
+
 const ping = (n: number): object => ({ jsonrpc: '2.0', id: n, method: 'ping' })
 
 const toolsChanged = { jsonrpc: '2.0', method: 'notifications/tools/list_changed' }
@@ -173,9 +181,7 @@ t.test('SDK clients of both lines, every request through another instance than t
   const proxy = await startProxy(t, instances.map(i => i.base))
   for (const line of ['v1', 'v2'] as const) {
     const url = new URL(`${proxy.base}/mcp`)
-    const client = line === 'v1' ? new Client({ name: 'c1', version: '1' }) : new ClientV2({ name: 'c2', version: '1' })
-    await client.connect(line === 'v1' ? new StreamableHTTPClientTransport(url) : new StreamableV2(url))
-    t.teardown(() => client.close())
+    const client = await connectLine(t, line, url)
     const { tools } = await client.listTools()
     t.same(tools.map(x => x.name).sort(), ['countdown', 'echo'], `${line}: tools/list`)
     const progress: number[] = []
@@ -561,9 +567,7 @@ t.test('Streamable HTTP through the round-robin proxy with 2 instances: SDK clie
   const proxy = await startProxy(t, instances.map(i => i.base))
   for (const line of ['v1', 'v2'] as const) {
     const url = new URL(`${proxy.base}/mcp`)
-    const client = line === 'v1' ? new Client({ name: 'c1', version: '1' }) : new ClientV2({ name: 'c2', version: '1' })
-    await client.connect(line === 'v1' ? new StreamableHTTPClientTransport(url) : new StreamableV2(url))
-    t.teardown(() => client.close())
+    const client = await connectLine(t, line, url)
     const progress: number[] = []
     const onprogress = (p: { progress: number }): void => { progress.push(p.progress) }
     const args = { name: 'countdown', arguments: { from: 3, intervalMs: 20 } }
