@@ -24,6 +24,9 @@ export const SUPPORTED_PROTOCOL_VERSIONS: readonly string[] = ['2024-11-05', '20
 
 type JsonRpcId = string | number
 
+/** No headers of the route's own on an answer. */
+const NO_HEADERS: Record<string, string> = Object.freeze({})
+
 function requestIdOf (m: JsonRpcMessage): JsonRpcId | undefined {
   if (typeof m.method !== 'string') return undefined
   return typeof m.id === 'string' || typeof m.id === 'number' ? m.id : undefined
@@ -32,6 +35,18 @@ function requestIdOf (m: JsonRpcMessage): JsonRpcId | undefined {
 /** Whether an Accept header takes this media type (exactly, or through a wildcard). */
 function accepts (header: string | undefined, type: string): boolean {
   if (header === undefined) return false
+  // A client sends the same Accept on every request: the last answer for each type is kept.
+  const last = lastAccept.get(type)
+  if (last !== undefined && last.header === header) return last.ok
+  const ok = acceptsParsed(header, type)
+  lastAccept.set(type, { header, ok })
+  return ok
+}
+
+/** The last Accept header checked for each media type (at most the few types asked about), and its answer. */
+const lastAccept = new Map<string, { header: string, ok: boolean }>()
+
+function acceptsParsed (header: string, type: string): boolean {
   const slash = type.indexOf('/')
   const wildcard = type.slice(0, slash) + '/*'
   for (const part of header.split(',')) {
@@ -105,7 +120,7 @@ export function mcpRoute (
   async function serveSession (request: FastifyRequest, reply: FastifyReply, sessionId: string, op: StreamableOp): Promise<void> {
     const auth = request.mcpAuth ?? undefined
     const admitted = await store.admit(sessionId, auth, request.log)
-    if (typeof admitted !== 'string') return await serveHere(request, reply, admitted, op, {})
+    if (typeof admitted !== 'string') return await serveHere(request, reply, admitted, op, NO_HEADERS)
     if (admitted === 'forbidden') throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
     const relayed = await store.relay(sessionId, op, auth, request.log)
     if (relayed === 'not_found') throw new FST_ERR_MCP_SSE_SESSION_NOT_FOUND()
@@ -128,7 +143,7 @@ export function mcpRoute (
         if (!reply.sent) reply.hijack()
         return reply.raw
       },
-      headers: () => ({ ...(reply.getHeaders() as OutgoingHttpHeaders), ...headers })
+      headers: headers === NO_HEADERS ? () => reply.getHeaders() as OutgoingHttpHeaders : () => ({ ...(reply.getHeaders() as OutgoingHttpHeaders), ...headers })
     }, request.log)
     if (outcome === 'accepted') reply.code(202).headers(headers).send()
     else if (outcome === 'deleted') reply.code(204).send()

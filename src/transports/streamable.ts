@@ -368,7 +368,14 @@ export class StreamableSessionTransport implements SessionTransport {
   #standaloneUsed = false
   #closed = false
   #closeReason: CloseReason | undefined
+  /**
+   * One timer for the idle timeout, never reset per request (that would be a clearTimeout
+   * and a setTimeout on every POST): it checks, when it fires, how long the session has
+   * been idle, and waits again for the rest.
+   */
   #idleTimer: NodeJS.Timeout | undefined
+  /** When the session last became idle (no request being answered, no stream), or was touched (ms). */
+  #idleSince = 0
 
   constructor (opts: StreamableTransportOptions) {
     this.sessionId = opts.sessionId
@@ -506,7 +513,6 @@ export class StreamableSessionTransport implements SessionTransport {
     if (reply !== undefined) {
       if (this.#opts.eventStore !== undefined) extra.closeSSEStream = () => { reply.closeStream() }
       for (const id of reply.requestIds) this.#replies.set(id, reply)
-      this.#disarmIdle()
       void reply.done.then(() => {
         // A client that left does not cancel its requests; their answers are dropped.
         for (const id of reply.requestIds) if (this.#replies.get(id) === reply) this.#replies.delete(id)
@@ -539,7 +545,6 @@ export class StreamableSessionTransport implements SessionTransport {
     }, this.observer?.written)
     this.#standalone = stream
     this.#standaloneUsed = true
-    this.#disarmIdle()
     return stream
   }
 
@@ -567,16 +572,33 @@ export class StreamableSessionTransport implements SessionTransport {
   }
 
   #touch (): void {
-    if (this.#idleTimer !== undefined) {
-      this.#disarmIdle()
-      this.#armIdle()
-    }
+    this.#idleSince = Date.now()
   }
 
+  get #busy (): boolean {
+    return this.#standalone !== undefined || this.#replies.size > 0
+  }
+
+  /** The session may have just become idle: idle time counts from now. */
   #armIdle (): void {
-    if (this.#closed || this.#opts.idleTimeout <= 0 || this.#idleTimer !== undefined) return
-    if (this.#standalone !== undefined || this.#replies.size > 0) return
-    this.#idleTimer = setTimeout(() => { this.#idleTimer = undefined; this.terminate('idle_timeout') }, this.#opts.idleTimeout)
+    if (this.#closed || this.#opts.idleTimeout <= 0 || this.#busy) return
+    this.#idleSince = Date.now()
+    if (this.#idleTimer === undefined) this.#waitIdle(this.#opts.idleTimeout)
+  }
+
+  #waitIdle (ms: number): void {
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined
+      if (this.#closed) return
+      // Busy: it becomes idle later (and #armIdle notes when); look again a timeout on.
+      if (this.#busy) {
+        this.#waitIdle(this.#opts.idleTimeout)
+        return
+      }
+      const left = this.#opts.idleTimeout - (Date.now() - this.#idleSince)
+      if (left <= 0) this.terminate('idle_timeout')
+      else this.#waitIdle(left)
+    }, ms)
     this.#idleTimer.unref()
   }
 
