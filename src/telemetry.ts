@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api'
+import { context, propagation, ProxyTracerProvider, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { McpAuthFailureReason } from './auth/types.js'
 import type { JsonRpcMessage } from './mcp.js'
@@ -46,6 +46,19 @@ const PROTOCOL_VERSIONS = new Set(['2024-11-05', '2025-03-26', '2025-06-18', '20
 const DURATION_BUCKETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
 
 const PROTOCOL_VERSION_KEY = 'io.modelcontextprotocol/protocolVersion'
+
+/** What the global tracer provider delegates to while no OpenTelemetry SDK is installed. */
+const NO_SDK: TracerProvider = new ProxyTracerProvider().getDelegate()
+
+/**
+ * Whether an OpenTelemetry SDK is installed (now: one may be installed after the plugin is
+ * registered). Without one every span is a no-op, so none is started at all. A provider
+ * registered through another copy of the API is taken for an SDK (spans then go to it).
+ */
+function sdkInstalled (): boolean {
+  const provider = trace.getTracerProvider()
+  return provider instanceof ProxyTracerProvider ? provider.getDelegate() !== NO_SDK : provider !== NO_SDK
+}
 
 type Labels = 'mcp_method_name' | 'gen_ai_tool_name' | 'error_type' | 'network_transport' | 'mcp_protocol_version'
 
@@ -170,9 +183,13 @@ export class Telemetry {
     if (this.registry === undefined && this.#tracer === undefined) return undefined
     const ops = new Map<string | number, Operation>()
     let version: string | undefined
+    // This transport's series, looked up once (not per message).
+    const received = this.#received?.labels({ mcp_transport: transport })
+    const sent = this.#sent?.labels({ mcp_transport: transport })
+    const bytes = this.#bytes?.labels({ mcp_transport: transport })
     return {
       received: (message, extra, deliver) => {
-        this.#received?.inc({ mcp_transport: transport })
+        received?.inc()
         const method = typeof message.method === 'string' ? message.method : undefined
         if (method === undefined) {
           deliver()
@@ -195,7 +212,7 @@ export class Telemetry {
         }
       },
       sent: message => {
-        this.#sent?.inc({ mcp_transport: transport })
+        sent?.inc()
         const id = requestId(message)
         if (id === undefined || typeof message.method === 'string') return
         const op = ops.get(id)
@@ -206,7 +223,7 @@ export class Telemetry {
         if (op.method === 'tools/list') this.#listed(result?.tools)
         this.#finish(op, errorTypeOf(message), version ?? protocolVersion())
       },
-      written: bytes => { this.#bytes?.inc({ mcp_transport: transport }, bytes) },
+      written: n => { bytes?.inc(n) },
       ended: () => {
         for (const op of ops.values()) this.#finish(op, 'cancelled', version ?? protocolVersion())
         ops.clear()
@@ -317,7 +334,7 @@ export class Telemetry {
     const tool = method === 'tools/call' ? (typeof p?.name === 'string' ? p.name : '') : undefined
     const op: Operation = { start: process.hrtime.bigint(), method: known ? method : 'other', tool, span: undefined, done: false }
     const tracer = this.#tracer
-    if (tracer === undefined) return op
+    if (tracer === undefined || !sdkInstalled()) return op
     // The conventions' span name: the method, then its target (the tool or prompt name);
     // a resource's URI is an attribute, never in the name (unbounded, and may carry data).
     const target = (method === 'tools/call' || method === 'prompts/get') && typeof p?.name === 'string' ? p.name : undefined
