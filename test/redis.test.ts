@@ -1,13 +1,12 @@
 // Scale-out over a real Redis: instances behind a round-robin proxy with no stickiness.
 // REDIS_URL (default redis://127.0.0.1:6379) must be reachable; these tests never skip.
-import { spawn } from 'node:child_process'
 import t from 'tap'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import mcpSse, { ApiKeyAuthProvider, type McpRedisOptions } from '../src/index.js'
-import { PrivateRedis, REDIS_URL, startInstance, startProxy, testPrefix } from './support/cluster.js'
-import { connectClient, exampleServer, initialize, post, RawStream, tsNodeArgs, until } from './support/helpers.js'
+import { PrivateRedis, REDIS_URL, spawnInstance, startInstance, startProxy, testPrefix } from './support/cluster.js'
+import { connectClient, exampleServer, initialize, post, RawStream, until } from './support/helpers.js'
 
 const text = (r: unknown): string => {
   const first = (r as CallToolResult).content[0]
@@ -196,16 +195,8 @@ t.test('a session that ends is refused at once through an instance that had rout
 
 t.test('an instance that dies leaves nothing that accepts POSTs: 404 at once, entries expire', async t => {
   const keyPrefix = testPrefix()
-  const child = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
-    env: { ...process.env, REDIS_URL, KEY_PREFIX: keyPrefix, SESSION_TTL: '600' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  t.teardown(() => { child.kill('SIGKILL') })
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim())))
-    child.once('exit', code => reject(new Error(`instance exited ${code}`)))
-  })
-  const dead = `http://127.0.0.1:${port}`
+  const child = await spawnInstance(t, keyPrefix, { sessionTtl: 600 })
+  const dead = child.base
   const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
   const s1 = await RawStream.open(`${dead}/sse`)
   const s2 = await RawStream.open(`${dead}/sse`)
@@ -216,7 +207,7 @@ t.test('an instance that dies leaves nothing that accepts POSTs: 404 at once, en
 
   const redis = redisClient(t)
   const { owner } = await redis.hgetall(`${keyPrefix}session:${id1}`)
-  child.kill('SIGKILL')
+  await child.kill()
   await s1.waitEnd()
   // Redis notices the dead subscriber's closed socket on its next loop turn.
   const listeners = async (): Promise<number> => Number(((await redis.pubsub('NUMSUB', `${keyPrefix}instance:${owner}`)) as [string, number])[1])

@@ -1,7 +1,6 @@
 // Streamable HTTP across instances over a real Redis: requests for a session held by
 // another instance are relayed to it, and its answers (JSON, or streams with progress)
 // come back on the receiving instance's response. Round-robin proxies, no stickiness.
-import { spawn } from 'node:child_process'
 import http from 'node:http'
 import t, { type Test } from 'tap'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
@@ -13,8 +12,8 @@ import { Redis } from 'ioredis'
 import { z } from 'zod'
 import mcpSse, { ApiKeyAuthProvider } from '../src/index.js'
 import { buildExampleServer } from '../example/mcp-server.js'
-import { PrivateRedis, REDIS_URL, startInstance, startProxy, testPrefix, type Instance } from './support/cluster.js'
-import { tsNodeArgs, until } from './support/helpers.js'
+import { PrivateRedis, REDIS_URL, spawnInstance, startInstance, startProxy, testPrefix, type Instance } from './support/cluster.js'
+import { until } from './support/helpers.js'
 
 const ACCEPT = 'application/json, text/event-stream'
 const INIT = {
@@ -134,24 +133,6 @@ async function pair (t: Test, extra: InstanceOptions = {}, url = REDIS_URL, redi
 }
 
 /** A plugin instance in a process of its own (so it can be killed outright); its base URL. */
-async function child (t: Test, keyPrefix: string, redisUrl = REDIS_URL): Promise<{ base: string, kill: () => Promise<void>, signal: (signal: NodeJS.Signals) => void }> {
-  const proc = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
-    env: { ...process.env, REDIS_URL: redisUrl, KEY_PREFIX: keyPrefix },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  t.teardown(() => { proc.kill('SIGKILL') })
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim())))
-    proc.once('exit', code => reject(new Error(`instance exited ${code}`)))
-  })
-  const kill = async (): Promise<void> => {
-    const exited = new Promise(resolve => proc.once('exit', resolve))
-    proc.kill('SIGKILL')
-    await exited
-  }
-  return { base: `http://127.0.0.1:${port}`, kill, signal: sig => { proc.kill(sig) } }
-}
-
 /** A server whose `sleep` tool answers after `ms`, with nothing before its result (a JSON answer). */
 function sleepyServer (): McpServer {
   const s = new McpServer({ name: 'sleepy', version: '1' })
@@ -319,7 +300,7 @@ t.test(`SIGKILL of the instance holding a GET stream: the client resumes on anot
   const events = eventStore === 'redis' ? { eventStore: 'redis' as const } : {}
   const a = await startInstance(t, { ...events, server: rec.server, redis: { url: REDIS_URL, keyPrefix } })
   const b = await startInstance(t, { ...events, redis: { url: REDIS_URL, keyPrefix } })
-  const c = await child(t, keyPrefix)
+  const c = await spawnInstance(t, keyPrefix)
   const id = await open(t, a.base)
   const s = stream(c.base, session(id))
   t.equal(await s.status, 200, 'the stream is on the child instance')
@@ -350,7 +331,7 @@ t.test(`SIGKILL of the instance holding a GET stream: the client resumes on anot
 t.test('SIGKILL of the owner: its relayed streams end, its sessions answer 404 at once through every instance', async t => {
   const keyPrefix = testPrefix()
   const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
-  const owner = await child(t, keyPrefix)
+  const owner = await spawnInstance(t, keyPrefix)
   const id = await open(t, owner.base)
   const s = stream(b.base, session(id))
   t.equal(await s.status, 200)
@@ -444,7 +425,7 @@ t.test('errors of the owner come back as they are: a batch the session\'s revisi
 t.test('an owner that stops answering while still subscribed (SIGSTOP): relayed requests answer 503 with Retry-After once redis.relayTimeout passes, and it recovers when the owner wakes', async t => {
   const keyPrefix = testPrefix()
   const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix, relayTimeout: 500 } })
-  const owner = await child(t, keyPrefix)
+  const owner = await spawnInstance(t, keyPrefix)
   const id = await open(t, owner.base)
   t.equal((await request(b.base, 'POST', ping(1), session(id))).status, 200, 'relayed while the owner answers')
   owner.signal('SIGSTOP')
@@ -508,7 +489,7 @@ t.test('app.close() without forceCloseConnections completes promptly with a rela
 t.test('a client that leaves a relayed GET before any byte came back is noticed: once the owner answers, the stream is not left open (no 409)', async t => {
   const keyPrefix = testPrefix()
   const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
-  const owner = await child(t, keyPrefix)
+  const owner = await spawnInstance(t, keyPrefix)
   const id = await open(t, owner.base)
   // A stopped owner holds the answer back, so the client leaves before the head.
   owner.signal('SIGSTOP')
@@ -531,7 +512,7 @@ t.test('Redis restarted empty while the owner is slow to come back: other instan
   const redis = await PrivateRedis.start(t)
   const keyPrefix = testPrefix()
   const b = await startInstance(t, { redis: { url: redis.url, keyPrefix } })
-  const owner = await child(t, keyPrefix, redis.url)
+  const owner = await spawnInstance(t, keyPrefix, { redisUrl: redis.url })
   const id = await open(t, owner.base)
   t.equal((await request(b.base, 'POST', ping(1), session(id))).status, 200, 'relayed while Redis is up')
   await redis.down()
@@ -604,22 +585,12 @@ t.test('app.close() deletes the Redis keys of its Streamable HTTP sessions (regi
 t.test('a Streamable HTTP session whose owner died without a word: its entry expires after sessionTtl, then 404 everywhere', async t => {
   const keyPrefix = testPrefix()
   const b = await startInstance(t, { redis: { url: REDIS_URL, keyPrefix } })
-  const proc = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
-    env: { ...process.env, REDIS_URL, KEY_PREFIX: keyPrefix, SESSION_TTL: '800' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  t.teardown(() => { proc.kill('SIGKILL') })
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim())))
-    proc.once('exit', code => reject(new Error(`instance exited ${code}`)))
-  })
-  const id = await open(t, `http://127.0.0.1:${port}`)
+  const owner = await spawnInstance(t, keyPrefix, { sessionTtl: 800 })
+  const id = await open(t, owner.base)
   const redis = new Redis(REDIS_URL)
   t.teardown(() => redis.quit())
   t.equal(await redis.exists(`${keyPrefix}session:${id}`), 1, 'registered by its owner')
-  const exited = new Promise(resolve => proc.once('exit', resolve))
-  proc.kill('SIGKILL')
-  await exited
+  await owner.kill()
   // Nobody asks for it meanwhile: only the TTL can remove it.
   const died = Date.now()
   for (let i = 0; i < 300 && await redis.exists(`${keyPrefix}session:${id}`) === 1; i++) await new Promise(resolve => setTimeout(resolve, 10))

@@ -7,7 +7,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import mcpSse, { type McpSseOptions } from '../../src/index.js'
-import { exampleServer, freePort } from './helpers.js'
+import { exampleServer, freePort, tsNodeArgs } from './helpers.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -117,4 +117,32 @@ export class PrivateRedis {
     proc.kill('SIGKILL')
     await exited
   }
+}
+
+/** An instance in a process of its own (test/support/instance.ts), for the tests that kill one. */
+export interface InstanceProcess {
+  base: string
+  /** SIGKILL, resolved once the process has exited. */
+  kill: () => Promise<void>
+  signal: (signal: NodeJS.Signals) => void
+}
+
+/** Starts test/support/instance.ts on a free port, sharing sessions through Redis under `keyPrefix`; killed when the test ends. */
+export async function spawnInstance (t: Teardown, keyPrefix: string, opts: { redisUrl?: string, sessionTtl?: number } = {}): Promise<InstanceProcess> {
+  const proc = spawn(process.execPath, [...tsNodeArgs(), 'test/support/instance.ts'], {
+    env: { ...process.env, REDIS_URL: opts.redisUrl ?? REDIS_URL, KEY_PREFIX: keyPrefix, ...(opts.sessionTtl === undefined ? {} : { SESSION_TTL: String(opts.sessionTtl) }) },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.teardown(() => { proc.kill('SIGKILL') })
+  const port = await new Promise<number>((resolve, reject) => {
+    proc.stdout?.once('data', (d: Buffer) => resolve(Number(String(d).trim())))
+    proc.once('exit', code => reject(new Error(`instance exited ${code}`)))
+  })
+  const kill = async (): Promise<void> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = new Promise(resolve => proc.once('exit', resolve))
+    proc.kill('SIGKILL')
+    await exited
+  }
+  return { base: `http://127.0.0.1:${port}`, kill, signal: sig => { proc.kill(sig) } }
 }
